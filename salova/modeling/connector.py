@@ -1,0 +1,259 @@
+"""ST-Connector: a Perceiver resampler run per scene over packed frames.
+
+Each scene i (F_i frames of P pooled patch tokens, width D) is compressed into
+1 routing token and L local tokens (reference salova.md §2.4):
+
+    X_i = patches_i + spatial_embs[p] + frame_embs[f]        f = frame index inside the scene
+    Z_i = [latents[0] + scene_cls_i ; latents[1:]]           (1+L, D)
+    for each layer:  Z_i += Attn(Z_i, [X_i ; Z_i]);  Z_i += FF(Z_i)
+    out_i = LayerNorm(Z_i)                                   [:, 0] routing, [:, 1:] local
+
+Packing. The released code pads every scene to the longest one, so cost grows
+with (number of scenes) x (longest scene). Here the frames of all scenes come
+packed one after another, (sum F_i, P, D), and each scene's latents attend only
+to that scene's tokens, so cost grows with the total number of frames and a
+scene's output never depends on the other scenes in the call. The padded form
+lives in baseline.py as the yardstick.
+
+Speed. The media keys/values do not depend on the latents, so the media tokens
+are layer-normalised once and the keys/values of *both* layers come from one
+GEMM over all packed tokens (see `folded_media_kv`). Attention then runs per
+scene: a loop of scaled_dot_product_attention on CPU, one flex_attention call
+with a block mask over the packed sequence on CUDA.
+
+Token drop (training only, paper's per-scene rule): scene i with N_i = F_i*P
+tokens keeps `kept_tokens(N_i, rate)` of them, chosen at random.
+
+Initialisation: `latents` is [zeros(1, D) ; N(0, 1)] as in the reference (the
+latents go through LayerNorm before use, so their scale hardly matters); the
+spatial and frame tables are N(0, 0.02^2) instead of the reference's N(0, 1),
+so a fresh model does not drown the patch features in position noise.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salova.errors import ConfigError
+from salova.modeling.positions import positions
+
+# Token-drop rate reaches its full value for scenes of this many tokens (reference constant).
+DROP_FULL_RATE_TOKENS = 18000
+# Frames per chunk when building the media keys/values: bounds the temporary memory.
+MEDIA_CHUNK_FRAMES = 32
+
+
+def kept_tokens(n_tokens: int, rate: float) -> int:
+    """Tokens a scene of `n_tokens` keeps under token drop `rate` (paper, per scene).
+
+    r = min(N / 18000, 1); keep = max(1, floor(N * (1 - r * rate))).
+    The 1e-9 guards float round-off at exact integers (23520 * 0.6 = 14112).
+    """
+    ratio = min(n_tokens / DROP_FULL_RATE_TOKENS, 1.0)
+    return max(1, math.floor(n_tokens * (1.0 - ratio * rate) + 1e-9))
+
+
+class PerceiverAttention(nn.Module):
+    """Latents attend to [media ; latents] (Flamingo-style); bias-free projections."""
+
+    def __init__(self, dim, heads, dim_head):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.norm_media = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)  # output columns: [k (inner) | v (inner)]
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def folded_media_kv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """to_kv(norm_media(x)) as one affine map of the plain-normalised tokens.
+
+        With x_hat = (x - mean(x)) / sqrt(var(x) + eps), LayerNorm is g * x_hat + b, so
+            to_kv(LN(x)) = W (g * x_hat + b) = (W diag(g)) x_hat + W b.
+        Returns weight W diag(g): (2*inner, D) and bias W b: (2*inner,). x_hat is the
+        same for every layer, so it is computed once for all of them.
+        """
+        weight = self.to_kv.weight
+        return weight * self.norm_media.weight, weight @ self.norm_media.bias
+
+    def forward(self, latents, media_kv, tokens_per_scene):
+        # latents (T, 1+L, D); media_kv (N, 2*inner) this layer's media keys/values, packed
+        normed = self.norm_latents(latents)
+        q = self.to_q(normed)  # (T, 1+L, inner)
+        latent_kv = self.to_kv(normed)  # (T, 1+L, 2*inner)
+        out = scene_attention(q, media_kv, latent_kv, tokens_per_scene, self.heads)
+        return self.to_out(out)  # (T, 1+L, D)
+
+
+class PerceiverLayer(nn.Module):
+    def __init__(self, dim, heads, dim_head, ff_mult):
+        super().__init__()
+        self.attn = PerceiverAttention(dim, heads, dim_head)
+        self.ff = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, ff_mult * dim, bias=False),
+            nn.GELU(),
+            nn.Linear(ff_mult * dim, dim, bias=False),
+        )
+
+
+class STConnector(nn.Module):
+    def __init__(self, dim, num_patches, num_latents=256, depth=2, heads=2, dim_head=64,
+                 ff_mult=4, max_frames=2160):
+        super().__init__()
+        self.dim = dim
+        self.num_patches = num_patches
+        routing_latent = torch.zeros(1, dim)
+        local_latents = torch.randn(num_latents, dim)
+        self.latents = nn.Parameter(torch.cat([routing_latent, local_latents]))  # (1+L, D)
+        self.spatial_embs = nn.Parameter(0.02 * torch.randn(num_patches, dim))  # (P, D)
+        self.frame_embs = nn.Parameter(0.02 * torch.randn(max_frames, dim))  # (max_frames, D)
+        self.layers = nn.ModuleList(PerceiverLayer(dim, heads, dim_head, ff_mult) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, patches, frames_per_scene, scene_cls, token_drop_rate=0.0):
+        # patches (sum F_i, P, D); scene_cls (T, D) -> (T, 1+L, D)
+        frames = self._check_inputs(patches, frames_per_scene, scene_cls)
+        frame_pos = torch.cat([positions(self.frame_embs, n) for n in frames])  # (sum F_i, D)
+        tokens_per_scene = [n * self.num_patches for n in frames]
+        kept_ids = None
+        if self.training and token_drop_rate > 0:
+            kept_ids, tokens_per_scene = self._drop_tokens(tokens_per_scene, token_drop_rate, patches.device)
+
+        media_kv = self._media_kv(patches, frame_pos, kept_ids)  # (N_kept, depth * 2*inner)
+        kv_width = media_kv.shape[1] // len(self.layers)
+        latents = torch.cat([
+            (self.latents[0] + scene_cls).unsqueeze(1),  # routing latent seeded with the scene CLS
+            self.latents[1:].expand(len(frames), -1, -1),
+        ], dim=1)  # (T, 1+L, D)
+        for index, layer in enumerate(self.layers):
+            layer_kv = media_kv[:, index * kv_width:(index + 1) * kv_width]
+            latents = latents + layer.attn(latents, layer_kv, tokens_per_scene)
+            latents = latents + layer.ff(latents)
+        return self.norm(latents)
+
+    def _check_inputs(self, patches, frames_per_scene, scene_cls) -> list[int]:
+        frames = [int(n) for n in (frames_per_scene.tolist() if torch.is_tensor(frames_per_scene)
+                                   else frames_per_scene)]
+        if not frames or min(frames) < 1:
+            raise ConfigError(f"STConnector.forward: frames_per_scene must be positive counts, got {frames}")
+        if patches.dim() != 3 or patches.shape[1:] != (self.num_patches, self.dim):
+            raise ConfigError(f"STConnector.forward: patches must be (frames, {self.num_patches}, {self.dim}), "
+                              f"got {tuple(patches.shape)}")
+        if sum(frames) != patches.shape[0]:
+            raise ConfigError(f"STConnector.forward: frames_per_scene sums to {sum(frames)} "
+                              f"but patches holds {patches.shape[0]} frames")
+        if scene_cls.shape != (len(frames), self.dim):
+            raise ConfigError(f"STConnector.forward: scene_cls must be ({len(frames)}, {self.dim}), "
+                              f"got {tuple(scene_cls.shape)}")
+        return frames
+
+    def _drop_tokens(self, tokens_per_scene, rate, device):
+        """Random per-scene subsets of token indices (into the flat packed tokens), ascending."""
+        kept_ids, kept_counts, start = [], [], 0
+        for n_tokens in tokens_per_scene:
+            keep = kept_tokens(n_tokens, rate)
+            chosen = torch.randperm(n_tokens)[:keep].sort().values + start
+            kept_ids.append(chosen)
+            kept_counts.append(keep)
+            start += n_tokens
+        return torch.cat(kept_ids).to(device), kept_counts
+
+    def _media_kv(self, patches, frame_pos, kept_ids):
+        """Keys/values of every layer for all packed media tokens: (N, depth * 2*inner).
+
+        Each chunk of tokens is embedded (patch + spatial + frame position), plainly
+        normalised once, and multiplied by the stacked folded to_kv weights of all layers.
+        """
+        folded = [layer.attn.folded_media_kv() for layer in self.layers]
+        weight = torch.cat([w for w, _ in folded])  # (depth * 2*inner, D)
+        bias = torch.cat([b for _, b in folded])  # (depth * 2*inner,)
+        eps = self.layers[0].attn.norm_media.eps
+        n_tokens = patches.shape[0] * self.num_patches if kept_ids is None else kept_ids.numel()
+        chunk = MEDIA_CHUNK_FRAMES * self.num_patches
+        pieces = []
+        for start in range(0, n_tokens, chunk):
+            tokens = self._embedded_tokens(patches, frame_pos, kept_ids, start, min(start + chunk, n_tokens))
+            normed = F.layer_norm(tokens, (self.dim,), eps=eps)  # x_hat, no affine
+            pieces.append(torch.addmm(bias, normed, weight.t()))
+        return torch.cat(pieces)
+
+    def _embedded_tokens(self, patches, frame_pos, kept_ids, start, stop):
+        """Packed tokens start..stop (kept tokens when dropping) with positions added: (stop-start, D)."""
+        if kept_ids is None:  # start, stop are multiples of P: whole frames
+            first, last = start // self.num_patches, stop // self.num_patches
+            frames = patches[first:last] + self.spatial_embs + frame_pos[first:last, None]
+            return frames.reshape(-1, self.dim)
+        ids = kept_ids[start:stop]
+        flat = patches.reshape(-1, self.dim)
+        return flat[ids] + self.spatial_embs[ids % self.num_patches] + frame_pos[ids // self.num_patches]
+
+
+# ---------------------------------------------------------------------------
+# Variable-length attention: latents of scene i attend to [media of scene i ; latents of scene i].
+# q (T, Lq, inner); media_kv (N, 2*inner) packed scene after scene; latent_kv (T, Lq, 2*inner).
+# Returns (T, Lq, inner). The CUDA path is chosen automatically; both give the same result.
+# ---------------------------------------------------------------------------
+
+def scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads):
+    if q.is_cuda:
+        return flex_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads)
+    return looped_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads)
+
+
+def _split_kv(kv, heads):
+    # kv (n, 2*inner), columns [k | v], heads contiguous -> k, v each (heads, n, dim_head)
+    k, v = kv.unflatten(-1, (2, heads, -1)).permute(1, 2, 0, 3).unbind(0)
+    return k, v
+
+
+def looped_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads):
+    """One scaled_dot_product_attention per scene (CPU)."""
+    out = torch.empty_like(q)
+    start = 0
+    for scene, n_tokens in enumerate(tokens_per_scene):
+        kv = torch.cat([media_kv[start:start + n_tokens], latent_kv[scene]])  # (n_i + Lq, 2*inner)
+        k, v = _split_kv(kv, heads)  # (heads, n_i + Lq, dim_head)
+        q_scene = q[scene].unflatten(-1, (heads, -1)).transpose(0, 1)  # (heads, Lq, dim_head)
+        # 4-d inputs select the fused (flash) CPU kernel; 3-d ones fall back to the unfused math path
+        attended = F.scaled_dot_product_attention(q_scene[None], k[None], v[None])[0]  # (heads, Lq, dim_head)
+        out[scene] = attended.transpose(0, 1).flatten(1)
+        start += n_tokens
+    return out
+
+
+_compiled_flex_attention = None
+
+
+def flex_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads, compile=True):
+    """All scenes in one flex_attention call with a block-diagonal mask (CUDA).
+
+    Keys are [all media tokens ; all latents], each tagged with its scene; a query
+    (a latent of scene s) sees exactly the keys tagged s. Blocks of the mask that are
+    entirely off-scene are skipped, so the work stays proportional to the packed length.
+    """
+    global _compiled_flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    n_scenes, n_latents, inner = q.shape
+    scene_ids = torch.arange(n_scenes, device=q.device)
+    counts = torch.tensor(tokens_per_scene, device=q.device)
+    query_scene = scene_ids.repeat_interleave(n_latents)  # (T*Lq,)
+    key_scene = torch.cat([scene_ids.repeat_interleave(counts), query_scene])  # (N + T*Lq,)
+
+    def same_scene(batch, head, q_index, kv_index):
+        return query_scene[q_index] == key_scene[kv_index]
+
+    mask = create_block_mask(same_scene, None, None, len(query_scene), len(key_scene), device=q.device)
+    k, v = _split_kv(torch.cat([media_kv, latent_kv.flatten(0, 1)]), heads)  # (heads, N + T*Lq, dim_head)
+    queries = q.flatten(0, 1).unflatten(-1, (heads, -1)).transpose(0, 1)  # (heads, T*Lq, dim_head)
+    attend = flex_attention
+    if compile:
+        if _compiled_flex_attention is None:
+            _compiled_flex_attention = torch.compile(flex_attention, dynamic=True)
+        attend = _compiled_flex_attention
+    out = attend(queries[None], k[None].contiguous(), v[None].contiguous(), block_mask=mask)  # (1, heads, T*Lq, dh)
+    return out[0].transpose(0, 1).reshape(n_scenes, n_latents, inner)
