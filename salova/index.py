@@ -28,7 +28,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from salova.data.scenes import Scene
-from salova.data.transforms import normalize_frames
 from salova.data.video import SamplerSettings, decode_video
 from salova.errors import VideoError
 from salova.modeling.salova import SceneFeatures
@@ -128,8 +127,8 @@ class VideoIndex:
     def _encode(self, path: Path, scenes, entry: Path) -> IndexedVideo:
         decoded = decode_video(path, self.sampler, scenes=scenes)
         self.counters["decoded"] += 1
-        pixels = normalize_frames(decoded.frames, self.sampler.tower_family).to(self.model.device, self.model.dtype)
-        features = self.model.encode_video(pixels, decoded.frames_per_scene)
+        frames = torch.from_numpy(decoded.frames)  # (N, S, S, 3) uint8: the tower normalises it chunk by chunk
+        features = self.model.encode_video(frames, decoded.frames_per_scene)
         self.counters["encoded"] += 1
         meta = decoded.summary()
         return IndexedVideo(features, decoded.scenes, meta, entry, from_cache=False)

@@ -19,6 +19,7 @@ from salova.modeling.connector import (
     flex_scene_attention,
     kept_tokens,
     looped_scene_attention,
+    scene_block_mask,
 )
 from salova.modeling.positions import positions
 
@@ -203,3 +204,19 @@ def test_frame_count_mismatch_is_a_config_error():
     patches, scene_cls = video([3, 4])
     with pytest.raises(ConfigError, match="frames_per_scene sums to 8"):
         connector(patches, [3, 5], scene_cls)
+
+
+@settings(max_examples=20, deadline=None)
+@given(tokens=st.lists(st.integers(1, 300), min_size=1, max_size=6), n_latents=st.integers(1, 300))
+def test_flex_block_mask_lists_exactly_the_needed_blocks(tokens, n_latents):
+    """The CUDA path visits the key blocks holding any same-scene pair, and no others."""
+    block = 128
+    mask = scene_block_mask(tokens, n_latents, "cpu", block_size=block)
+    query_scene = torch.arange(len(tokens)).repeat_interleave(n_latents)
+    key_scene = torch.cat([torch.arange(len(tokens)).repeat_interleave(torch.tensor(tokens)), query_scene])
+    dense = query_scene[:, None] == key_scene[None, :]
+    q_blocks, kv_blocks = -(-dense.shape[0] // block), -(-dense.shape[1] // block)
+    padded = torch.zeros(q_blocks * block, kv_blocks * block, dtype=torch.bool)
+    padded[:dense.shape[0], :dense.shape[1]] = dense
+    needed = padded.view(q_blocks, block, kv_blocks, block).any(dim=3).any(dim=1)
+    assert torch.equal(mask.to_dense()[0, 0].bool(), needed)

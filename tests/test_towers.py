@@ -92,6 +92,19 @@ def test_frame_chunking_does_not_change_features():
 
 
 @pytest.mark.parametrize("family", ["siglip", "clip"])
+def test_raw_uint8_frames_equal_their_normalised_pixels(family):
+    """Raw frames are normalised chunk by chunk inside the tower, exactly as normalize_frames does."""
+    from salova.data.transforms import normalize_frames
+
+    torch.manual_seed(0)
+    tower = VisionTower(tiny(family, frame_chunk=2)).eval()
+    raw = torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for a, b in zip(tower(raw), tower(normalize_frames(raw, family))):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("family", ["siglip", "clip"])
 def test_pooled_vector_is_read_at_the_real_end_token(family):
     torch.manual_seed(0)
     tower = TextTower(tiny(family)).eval()

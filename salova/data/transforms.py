@@ -55,6 +55,6 @@ def normalize_frames(frames: np.ndarray | torch.Tensor, family: str) -> torch.Te
     """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 normalised for the tower family."""
     mean, std = NORMALISATION[check_family(family)]
     pixels = torch.as_tensor(frames).permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    mean_t = torch.tensor(mean, device=pixels.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=pixels.device).view(1, 3, 1, 1)
     return (pixels - mean_t) / std_t

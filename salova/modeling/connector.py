@@ -174,12 +174,18 @@ class STConnector(nn.Module):
         eps = self.layers[0].attn.norm_media.eps
         n_tokens = patches.shape[0] * self.num_patches if kept_ids is None else kept_ids.numel()
         chunk = MEDIA_CHUNK_FRAMES * self.num_patches
+        # Without autograd the chunks are written straight into one buffer; with it, they are concatenated.
+        kv = None if torch.is_grad_enabled() else patches.new_empty(n_tokens, weight.shape[0])
         pieces = []
         for start in range(0, n_tokens, chunk):
-            tokens = self._embedded_tokens(patches, frame_pos, kept_ids, start, min(start + chunk, n_tokens))
+            stop = min(start + chunk, n_tokens)
+            tokens = self._embedded_tokens(patches, frame_pos, kept_ids, start, stop)
             normed = F.layer_norm(tokens, (self.dim,), eps=eps)  # x_hat, no affine
-            pieces.append(torch.addmm(bias, normed, weight.t()))
-        return torch.cat(pieces)
+            if kv is None:
+                pieces.append(torch.addmm(bias, normed, weight.t()))
+            else:
+                torch.addmm(bias, normed, weight.t(), out=kv[start:stop])
+        return torch.cat(pieces) if kv is None else kv
 
     def _embedded_tokens(self, patches, frame_pos, kept_ids, start, stop):
         """Packed tokens start..stop (kept tokens when dropping) with positions added: (stop-start, D)."""
@@ -232,28 +238,63 @@ def flex_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads, compil
     """All scenes in one flex_attention call with a block-diagonal mask (CUDA).
 
     Keys are [all media tokens ; all latents], each tagged with its scene; a query
-    (a latent of scene s) sees exactly the keys tagged s. Blocks of the mask that are
-    entirely off-scene are skipped, so the work stays proportional to the packed length.
+    (a latent of scene s) sees exactly the keys tagged s. Only the key blocks that hold
+    some of a query block's scenes are visited, so the work stays proportional to the
+    packed length. (Eager flex_attention ignores the block list and masks densely;
+    compiled, it uses it.)
     """
     global _compiled_flex_attention
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
 
     n_scenes, n_latents, inner = q.shape
-    scene_ids = torch.arange(n_scenes, device=q.device)
-    counts = torch.tensor(tokens_per_scene, device=q.device)
-    query_scene = scene_ids.repeat_interleave(n_latents)  # (T*Lq,)
-    key_scene = torch.cat([scene_ids.repeat_interleave(counts), query_scene])  # (N + T*Lq,)
-
-    def same_scene(batch, head, q_index, kv_index):
-        return query_scene[q_index] == key_scene[kv_index]
-
-    mask = create_block_mask(same_scene, None, None, len(query_scene), len(key_scene), device=q.device)
+    mask = scene_block_mask(tokens_per_scene, n_latents, q.device)
     k, v = _split_kv(torch.cat([media_kv, latent_kv.flatten(0, 1)]), heads)  # (heads, N + T*Lq, dim_head)
     queries = q.flatten(0, 1).unflatten(-1, (heads, -1)).transpose(0, 1)  # (heads, T*Lq, dim_head)
     attend = flex_attention
     if compile:
         if _compiled_flex_attention is None:
-            _compiled_flex_attention = torch.compile(flex_attention, dynamic=True)
+            _compiled_flex_attention = torch.compile(flex_attention)  # new lengths: automatic dynamic shapes
         attend = _compiled_flex_attention
     out = attend(queries[None], k[None].contiguous(), v[None].contiguous(), block_mask=mask)  # (1, heads, T*Lq, dh)
     return out[0].transpose(0, 1).reshape(n_scenes, n_latents, inner)
+
+
+def scene_block_mask(tokens_per_scene, n_latents, device, block_size=128):
+    """BlockMask for queries [latents of scene 0 ; ... ; scene T-1] over keys [media ; latents].
+
+    The key blocks a query block needs come in two contiguous runs: the media blocks of
+    its first..last scene, then the latent blocks of the same scenes. They are listed
+    directly from the scene boundaries (no dense T*Lq x N mask is ever built); the
+    mask_mod then masks other scenes' tokens inside those blocks.
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    counts = torch.tensor(tokens_per_scene, device=device)
+    n_scenes, n_media = len(tokens_per_scene), int(counts.sum())
+    q_len = n_scenes * n_latents
+    media_end = counts.cumsum(0)
+    media_start = media_end - counts
+    scene_ids = torch.arange(n_scenes, device=device)
+    query_scene = scene_ids.repeat_interleave(n_latents)  # (T*Lq,)
+    key_scene = torch.cat([scene_ids.repeat_interleave(counts), query_scene])  # (N + T*Lq,)
+
+    first_row = torch.arange(0, q_len, block_size, device=device)
+    first_scene = first_row // n_latents
+    last_scene = (first_row + block_size).clamp(max=q_len).sub(1) // n_latents
+    media_lo = media_start[first_scene] // block_size
+    media_hi = (media_end[last_scene] - 1) // block_size
+    latent_hi = (n_media + (last_scene + 1) * n_latents - 1) // block_size
+    latent_lo = torch.maximum((n_media + first_scene * n_latents) // block_size, media_hi + 1)  # no block twice
+    media_blocks = media_hi - media_lo + 1
+    num_blocks = media_blocks + (latent_hi - latent_lo + 1).clamp(min=0)
+    kv_blocks = -(-len(key_scene) // block_size)
+    slot = torch.arange(kv_blocks, device=device)[None, :]  # BlockMask wants one slot per key block
+    indices = torch.where(slot < media_blocks[:, None], media_lo[:, None] + slot,
+                          latent_lo[:, None] + slot - media_blocks[:, None])
+    indices = torch.where(slot < num_blocks[:, None], indices, 0)
+
+    def same_scene(batch, head, q_index, kv_index):
+        return query_scene[q_index] == key_scene[kv_index]
+
+    return BlockMask.from_kv_blocks(num_blocks[None, None].int(), indices[None, None].int(), BLOCK_SIZE=block_size,
+                                    mask_mod=same_scene, seq_lengths=(q_len, len(key_scene)))

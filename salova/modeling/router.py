@@ -57,7 +57,8 @@ class SRRouter(nn.Module):
         self.scene_pos = nn.Parameter(0.02 * torch.randn(max_scenes, dim))  # (max_scenes, D)
         self.text_pos = nn.Parameter(0.02 * torch.randn(max_text, dim))  # (max_text, D)
         self.layers = nn.ModuleList(RouterLayer(dim, num_heads, ffn_dim or dim) for _ in range(num_layers))
-        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))  # tau; scores scale by exp(tau)
+        # tau, shape (1,): scores scale by exp(tau). Not 0-dim: DeepSpeed cannot broadcast 0-dim parameters.
+        self.logit_scale = nn.Parameter(torch.tensor([float(init_logit_scale)]))
 
     def forward(self, routing_tokens, text_tokens, text_mask):
         # routing_tokens (T, D); text_tokens (B, 1+L_t, d_t); text_mask (B, 1+L_t) True = real -> (B, T)

@@ -113,7 +113,8 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
     # ------------------------------------------------------------ video and query encoding
 
     def encode_video(self, pixels: torch.Tensor, frames_per_scene) -> SceneFeatures:
-        """pixels (sum F_i, 3, S, S), scene after scene; frames_per_scene [F_1..F_T] -> SceneFeatures."""
+        """pixels (sum F_i, 3, S, S) normalised, or frames (sum F_i, S, S, 3) uint8, scene after scene;
+        frames_per_scene [F_1..F_T] -> SceneFeatures."""
         counts = [int(n) for n in frames_per_scene]
         if sum(counts) != len(pixels) or min(counts, default=0) < 1:
             raise RecordError(f"frames_per_scene {counts} does not split the {len(pixels)} frames into scenes")

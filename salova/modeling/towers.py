@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from salova.config import SalovaConfig
+from salova.data.transforms import normalize_frames
 from salova.errors import CheckpointError
 
 VISION_MODELS = {"siglip": (SiglipVisionConfig, SiglipVisionModel), "clip": (CLIPVisionConfig, CLIPVisionModel)}
@@ -48,11 +49,17 @@ class VisionTower(nn.Module):
         self.frame_chunk = config.frame_chunk
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # pixels (N, 3, S, S) -> patches (N, P, D), cls (N, D)
-        dtype = self.model.dtype
-        chunks = [self._encode(chunk.to(dtype)) for chunk in pixels.split(self.frame_chunk)]
+        # pixels (N, 3, S, S) normalised, or raw frames (N, S, S, 3) uint8 (normalised chunk by chunk,
+        # so an hour of frames never exists as one float tensor) -> patches (N, P, D), cls (N, D)
+        chunks = [self._encode(self._prepare(chunk)) for chunk in pixels.split(self.frame_chunk)]
         patches, cls = zip(*chunks)
         return torch.cat(patches), torch.cat(cls)
+
+    def _prepare(self, chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk.to(self.model.device)
+        if chunk.dtype == torch.uint8:
+            chunk = normalize_frames(chunk, self.family)
+        return chunk.to(self.model.dtype)
 
     def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states[self.feature_layer]
