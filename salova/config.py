@@ -19,6 +19,9 @@ from salova.errors import ConfigError
 TOWER_FAMILIES = ("siglip", "clip")
 LLM_TYPES = ("llama", "qwen2", "phi3")
 CHAT_TEMPLATES = ("qwen2.5", "llama3.2", "phi3.5", "plain")
+# How inference picks the Focus scenes: the SR-Router's top-K, or K scenes evenly spaced over the
+# video with no router (the uniform-sampling baseline at the same visual-token budget).
+FOCUS_SELECTIONS = ("router", "uniform")
 
 # Text position table of the text tower after extension (the pretrained towers have 64 / 77 rows).
 MAX_TEXT_PE = 2048
@@ -101,6 +104,28 @@ TINY_LLM = dict(
     tie_word_embeddings=True, bos_token_id=TINY_ENDOFTEXT, eos_token_id=TINY_IM_END, pad_token_id=TINY_PAD,
 )
 
+# ---------------------------------------------------------------- small model (CPU reproduction)
+
+# Between `tiny` and the paper: 128-wide towers and LLM, 48-pixel frames, 9 pooled patches per
+# frame, 16 local tokens per scene. All three stages train on a 2-core CPU in about half an
+# hour (training/recipes/small-*.yaml, training/reproduce.py). Byte tokenizer, as `tiny`.
+SMALL_MAX_TEXT_PE = 256
+
+SMALL_VISION = dict(
+    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+    patch_size=8, image_size=48, num_channels=3, vision_use_head=False,
+)
+SMALL_TEXT = dict(
+    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+    vocab_size=TINY_VOCAB, max_position_embeddings=SMALL_MAX_TEXT_PE, projection_size=128,
+    bos_token_id=TINY_ENDOFTEXT, eos_token_id=TINY_IM_END, pad_token_id=TINY_PAD,
+)
+SMALL_LLM = dict(
+    model_type="llama", vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=256,
+    num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+    tie_word_embeddings=True, bos_token_id=TINY_ENDOFTEXT, eos_token_id=TINY_IM_END, pad_token_id=TINY_PAD,
+)
+
 PRESETS: dict[str, dict] = {
     "qwen2.5-7b-siglip": dict(
         tower_family="siglip", vision_tower="google/siglip-so400m-patch14-384",
@@ -126,6 +151,13 @@ PRESETS: dict[str, dict] = {
         vision_feature_layer=-1, pool_grid=2, connector_latents=16, connector_dim_head=16,
         connector_max_frames=64, router_ffn_dim=64, router_max_scenes=64, max_text_pe=TINY_MAX_TEXT_PE,
         focus_k=2, chat_template="qwen2.5", frame_chunk=8,
+    ),
+    "small": dict(
+        tower_family="siglip", vision_tower=None, llm=None,
+        vision_config=SMALL_VISION, text_config=SMALL_TEXT, llm_config=SMALL_LLM,
+        vision_feature_layer=-1, pool_grid=3, connector_latents=16, connector_dim_head=32,
+        connector_max_frames=256, router_ffn_dim=128, router_max_scenes=256, max_text_pe=SMALL_MAX_TEXT_PE,
+        focus_k=5, chat_template="qwen2.5", frame_chunk=64,
     ),
 }
 DEFAULT_PRESET = "qwen2.5-7b-siglip"
@@ -169,6 +201,7 @@ class SalovaConfig(PretrainedConfig):
         max_queries: int = 16,
         use_focus: bool = True,
         use_fast: bool = True,
+        focus_selection: str = "router",
         chat_template: str = "qwen2.5",
         fps: float = 1.0,
         frame_chunk: int = 32,
@@ -207,6 +240,7 @@ class SalovaConfig(PretrainedConfig):
         self.max_queries = max_queries
         self.use_focus = use_focus
         self.use_fast = use_fast
+        self.focus_selection = focus_selection
         self.chat_template = chat_template
         self.fps = fps
         self.frame_chunk = frame_chunk
@@ -261,6 +295,7 @@ class SalovaConfig(PretrainedConfig):
         """Raise ConfigError naming the first inconsistent field."""
         _check_choice("tower_family", self.tower_family, TOWER_FAMILIES)
         _check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
+        _check_choice("focus_selection", self.focus_selection, FOCUS_SELECTIONS)
         _check_choice("llm_config.model_type", self.llm_config.get("model_type"), LLM_TYPES)
         for name in ("vision_config", "text_config", "llm_config"):
             _check_heads(name, getattr(self, name))

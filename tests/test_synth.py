@@ -332,3 +332,28 @@ def test_command_line_writes_a_corpus_and_rejects_bad_parameters(tmp_path, capsy
 def test_configure_rejects_bad_parameters(overrides, field):
     with pytest.raises(ConfigError, match=field):
         synth.configure("ci", **overrides)
+
+
+# ----------------------------------------------------------------------------- held-out videos of their own length
+
+
+def test_held_out_videos_follow_the_benchmark_scene_range(tmp_path):
+    """`benchmark_scenes` / `benchmark_video_seconds` shape only the benchmark videos (the `small`
+    preset's 30-120-scene held-out sets); the training videos keep `scenes` / `video_seconds`."""
+    preset = synth.Preset("held_out", train_videos=2, benchmark_videos=1, benchmark_questions=2, fps=2,
+                          video_seconds=(10.0, 12.0), scenes=(3, 4),
+                          benchmark_video_seconds=(64.0, 70.0), benchmark_scenes=(30, 32))  # fmt: skip
+    synth.generate(preset, tmp_path, seed=0, show_progress=False)
+    truth = json.loads((tmp_path / "ground_truth.json").read_text())["videos"]
+    for path, video in truth.items():
+        held_out = path.startswith(("videomme/", "mlvu/", "longvideobench/"))
+        low, high = (30, 32) if held_out else (3, 4)
+        assert low <= len(video["scenes"]) <= high, path
+        seconds = (64.0, 70.0) if held_out else (10.0, 12.0)
+        assert seconds[0] - 0.5 <= video["duration_s"] <= seconds[1] + 0.5, path
+
+
+def test_small_preset_asks_for_many_scene_held_out_videos():
+    small = synth.configure("small")
+    assert small.held_out().scenes == (30, 120) and small.scenes == (8, 40)
+    assert synth.configure("train").held_out() == synth.configure("train")  # other presets unchanged

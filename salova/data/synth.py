@@ -1,7 +1,7 @@
 """Deterministic synthetic corpora: real H.264 videos with hard cuts and, for the same
 videos, every record format the project reads.
 
-    python -m salova.data.synth --preset {ci,demo,niah,train} --out DIR [--seed N]
+    python -m salova.data.synth --preset {ci,demo,niah,train,small} --out DIR [--seed N]
         [--size 64x48] [--fps 4] [--video-seconds 10 40] [--scenes 3 6]
 
 Every scene is one flat background, one moving shape and a printed word
@@ -104,6 +104,14 @@ class Preset:
     niah_minutes: tuple[float, ...] = ()
     niah_depths: tuple[int, ...] = (0, 25, 50, 75, 100)
     niah_fps: int = 1
+    # Held-out benchmark videos of their own length and scene count (None: as the training videos).
+    benchmark_video_seconds: tuple[float, float] | None = None
+    benchmark_scenes: tuple[int, int] | None = None
+
+    def held_out(self) -> Preset:
+        """The preset the benchmark writers plan their videos with."""
+        return replace(self, video_seconds=self.benchmark_video_seconds or self.video_seconds,
+                       scenes=self.benchmark_scenes or self.scenes)
 
 
 PRESETS = {
@@ -114,6 +122,13 @@ PRESETS = {
     "niah": Preset("niah", niah_minutes=(1, 5, 15, 30, 60)),
     "train": Preset("train", stage1_clips=300, stage1_images=100, train_videos=80, sft_questions=4,
                     benchmark_videos=20, video_seconds=(20.0, 180.0), scenes=(3, 12)),
+    # The corpus of the `small` model's CPU reproduction (training/reproduce.py): training videos
+    # of 8-40 scenes with 8 questions each; held-out benchmark videos of 30-120 scenes (1-4 min),
+    # so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
+    "small": Preset("small", stage1_clips=400, stage1_images=200, train_videos=160, sft_questions=8,
+                    benchmark_videos=12, benchmark_questions=4, video_seconds=(20.0, 100.0), scenes=(8, 40),
+                    benchmark_video_seconds=(70.0, 250.0), benchmark_scenes=(30, 120),
+                    niah_minutes=(1, 5, 15, 30, 60)),
 }  # fmt: skip
 MIN_SCENE_SECONDS = 2.0
 VIDEO_SECONDS_RANGE = (10.0, 3600.0)
@@ -532,7 +547,7 @@ def write_videomme(corpus: Corpus, rng: np.random.Generator, preset: Preset, sho
     rows = []
     for n in _progress(range(preset.benchmark_videos), "videomme", show):
         name = f"synth_vmme_{n:04d}"
-        video = plan_video(rng, f"videomme/data/{name}.mp4", preset, share=0.7)
+        video = plan_video(rng, f"videomme/data/{name}.mp4", preset.held_out(), share=0.7)
         corpus.add_video(video)
         for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 4)):
             rows.append(videomme_row(video, f"{n + 1:03d}", name, k, question))
@@ -545,7 +560,7 @@ def write_mlvu(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: b
     rows = []
     for n in _progress(range(preset.benchmark_videos), "mlvu", show):
         name = f"synth_mlvu_{n:04d}.mp4"
-        video = plan_video(rng, f"mlvu/{name}", preset, share=0.7)
+        video = plan_video(rng, f"mlvu/{name}", preset.held_out(), share=0.7)
         corpus.add_video(video)
         for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 4)):
             listed = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(question.options))
@@ -562,7 +577,7 @@ def write_longvideobench(corpus: Corpus, rng: np.random.Generator, preset: Prese
     rows = []
     for n in _progress(range(preset.benchmark_videos), "longvideobench", show):
         video_id = f"synth_lvb_{n:04d}"
-        video = plan_video(rng, f"longvideobench/videos/{video_id}.mp4", preset, share=0.7)
+        video = plan_video(rng, f"longvideobench/videos/{video_id}.mp4", preset.held_out(), share=0.7)
         corpus.add_video(video)
         corpus.write_json(f"longvideobench/subtitles/{video_id}_en.json", [])
         for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 5)):

@@ -29,6 +29,19 @@ def select_focus(scores: torch.Tensor, k: int) -> torch.Tensor:
     return ranked[:k].sort().values
 
 
+def uniform_focus(num_scenes: int, k: int) -> torch.Tensor:
+    """The no-router baseline: min(k, T) scenes evenly spaced over the video, ascending.
+
+    Scene i of k is the one holding position (i + 0.5) / k of the scene sequence, so the
+    Focus budget (k scenes x L tokens) is the router's; k >= T selects every scene.
+    """
+    if k < 1:
+        raise ConfigError(f"focus_k = {k} must be at least 1")
+    if k >= num_scenes:
+        return torch.arange(num_scenes)
+    return ((torch.arange(k) + 0.5) * num_scenes / k).long()
+
+
 def visual_block(projector: nn.Module, local: torch.Tensor, routing: torch.Tensor, focus: torch.Tensor,
                  use_focus: bool = True, use_fast: bool = True) -> torch.Tensor:
     """local (T, L, D), routing (T, D), focus (K,) -> (K*L + T, H) (fewer rows in the ablations)."""

@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 from salova.config import SalovaConfig
 from salova.errors import CheckpointError, RecordError
 from salova.modeling.connector import STConnector
-from salova.modeling.focusfast import IGNORE_INDEX, select_focus, splice, visual_block
+from salova.modeling.focusfast import IGNORE_INDEX, select_focus, splice, uniform_focus, visual_block
 from salova.modeling.projector import Projector
 from salova.modeling.router import SRRouter, in_batch_labels, router_top1_accuracy, similarity_loss
 from salova.modeling.towers import TextTower, VisionTower, load_pretrained_towers
@@ -138,9 +138,17 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
               k: int | None = None) -> list[Routing]:
         """Scores and Focus scenes (top-min(k, T), temporal order) for each query (B, L)."""
         k = self.config.focus_k if k is None else k
+        if self.config.focus_selection == "uniform":
+            return self._uniform_routes(video.num_scenes, len(query_ids), k)
         with torch.no_grad():
             scores = self.score_scenes(video, query_ids, query_mask)
         return [Routing(scores=row, focus=select_focus(row, k)) for row in scores]
+
+    def _uniform_routes(self, num_scenes: int, num_queries: int, k: int) -> list[Routing]:
+        """The uniform-sampling baseline: no router; the scores are 1 on the chosen scenes, 0 elsewhere."""
+        focus = uniform_focus(num_scenes, k).to(self.device)
+        scores = torch.zeros(num_scenes, device=self.device).index_fill(0, focus, 1.0)
+        return [Routing(scores=scores.clone(), focus=focus.clone()) for _ in range(num_queries)]
 
     # ------------------------------------------------------------ training / scoring forward
 

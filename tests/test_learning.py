@@ -1,0 +1,186 @@
+"""The recipe learns: a miniature stage 1.5 (the `small-longvideo.yaml` recipe on the `tiny` model)
+trained with the regular trainer must route held-out videos' scene captions to their own scene
+far more often than chance. A change that breaks learning anywhere on the path (synthetic
+corpus, decoding, collation, connector, router, loss, optimizer, trainer) fails it.
+
+Measured (2-core shared CPU, load ~10): the miniature run takes ~40 s of CPU, 40-120 s wall
+under that load (the trainer's start-up, decoding and 240 steps); recall@1 0.5625 against
+chance 0.125 (the assertion asks 3x chance = 0.375), 0.125 before training.
+
+Also here: the uniform-sampling baseline the reproduction compares the router against
+(`focus_selection="uniform"`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salova.config import SalovaConfig
+from salova.data import synth
+from salova.data.collate import DataSettings, video_pixels
+from salova.modeling.focusfast import uniform_focus
+from salova.modeling.salova import SalovaForCausalLM, SceneFeatures
+from salova.processing import SalovaProcessor
+
+REPO = Path(__file__).resolve().parents[1]
+SCENES = 8  # per video, training and held out: chance recall@1 is 1/8
+TRAIN_STEPS = 240  # one video per step
+# Held-out videos come from the benchmark writers' own random streams (not the training videos).
+CORPUS = synth.Preset("learning", fps=2, train_videos=40, benchmark_videos=10, video_seconds=(16.0, 16.0),
+                      scenes=(SCENES, SCENES))  # fmt: skip
+MINIATURE = ["preset=tiny", "init_from=null", f"max_steps={TRAIN_STEPS}", "log_steps=40", "save_steps=100000",
+             "model_max_length=1024", "seed=42"]  # fmt: skip
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+       "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+def held_out_videos(root: Path) -> list[tuple[Path, list[dict], list[str]]]:
+    """(video, ground-truth scene records, scene captions) of the held-out Video-MME-style videos."""
+    truth = json.loads((root / "ground_truth.json").read_text())["videos"]
+    videos = []
+    for relative, video in sorted(truth.items()):
+        if relative.startswith("videomme/"):
+            scenes = [{"start_frame": s["start_frame"], "end_frame": s["end_frame"], "start_fps": video["fps"],
+                       "end_fps": video["fps"]} for s in video["scenes"]]  # fmt: skip
+            videos.append((root / relative, scenes, [s["caption"] for s in video["scenes"]]))
+    return videos
+
+
+@torch.no_grad()
+def caption_recall_at_1(model: SalovaForCausalLM, processor: SalovaProcessor, videos) -> tuple[float, float]:
+    """(share of captions whose top-scored scene is their own, chance = mean 1/T over captions)."""
+    sampler = DataSettings.for_config(model.config).sampler
+    hits, chance = [], []
+    for path, scenes, captions in videos:
+        pixels, frames = video_pixels(path, sampler, scenes)
+        features = model.encode_video(pixels, frames)
+        ids, mask = processor.queries(captions)
+        scores = model.score_scenes(features, ids, mask)  # (captions, T)
+        hits += (scores.argmax(dim=1) == torch.arange(len(captions))).tolist()
+        chance += [1.0 / features.num_scenes] * len(captions)
+    return sum(hits) / len(hits), sum(chance) / len(chance)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("learning_corpus")
+    synth.generate(CORPUS, root, seed=0, show_progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("learning_run")
+    command = [sys.executable, "-m", "training.train", "--stage", "longvideo",
+               "--recipe", str(REPO / "training/recipes/small-longvideo.yaml"), *MINIATURE,
+               f"data_path={corpus / 'train/scenewalk.json'}", f"video_folder={corpus / 'train'}",
+               f"output_dir={output}"]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output / "final"
+
+
+@pytest.mark.slow
+def test_router_learns_to_find_held_out_scenes(corpus, trained):
+    videos = held_out_videos(corpus)
+    assert len(videos) == CORPUS.benchmark_videos
+    model = SalovaForCausalLM.from_pretrained(trained).eval()
+    processor = SalovaProcessor.from_pretrained(trained, config=model.config)
+    recall, chance = caption_recall_at_1(model, processor, videos)
+    assert chance == pytest.approx(1 / SCENES)
+    assert recall >= 3 * chance, f"router recall@1 {recall:.3f} on held-out videos, chance {chance:.3f}"
+
+    torch.manual_seed(42)  # the weights the miniature run started from (same preset, same seed)
+    untrained = SalovaForCausalLM(SalovaConfig.from_preset("tiny")).eval()
+    before, _ = caption_recall_at_1(untrained, SalovaProcessor.for_config(untrained.config), videos)
+    assert before < 2 * chance, f"untrained recall@1 {before:.3f} is already far above chance {chance:.3f}"
+
+
+@pytest.mark.slow
+def test_training_log_shows_the_router_loss_falling(trained):
+    rows = [json.loads(line) for line in (trained.parent / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == TRAIN_STEPS
+    first = sum(r["sim_loss"] for r in rows[:40]) / 40
+    last = sum(r["sim_loss"] for r in rows[-40:]) / 40
+    assert last < 0.8 * first, f"sim_loss {first:.3f} over the first 40 steps, {last:.3f} over the last 40"
+
+
+# ---------------------------------------------------------------- the uniform-sampling baseline
+
+
+@given(num_scenes=st.integers(1, 300), k=st.integers(1, 20))
+def test_uniform_focus_is_k_distinct_evenly_spread_scenes(num_scenes, k):
+    focus = uniform_focus(num_scenes, k).tolist()
+    assert focus == sorted(set(focus))
+    assert len(focus) == min(k, num_scenes)
+    assert 0 <= focus[0] and focus[-1] < num_scenes
+    if k < num_scenes:  # one scene per 1/k of the video: scene i sits in the i-th k-th
+        assert all(i * num_scenes <= f * k < (i + 1) * num_scenes for i, f in enumerate(focus))
+
+
+def test_uniform_selection_ignores_the_query_and_keeps_the_token_budget():
+    torch.manual_seed(0)
+    config = SalovaConfig.from_preset("tiny", focus_k=3)
+    router_model = SalovaForCausalLM(config).eval()
+    uniform_model = SalovaForCausalLM(SalovaConfig.from_preset("tiny", focus_k=3, focus_selection="uniform")).eval()
+    uniform_model.load_state_dict(router_model.state_dict())
+    video = SceneFeatures(torch.randn(12, 64), torch.randn(12, config.connector_latents, 64))
+    ids = torch.randint(0, 256, (2, 9))
+    mask = torch.ones_like(ids)
+    routes = uniform_model.route(video, ids, mask)
+    assert [r.focus.tolist() for r in routes] == [[2, 6, 10], [2, 6, 10]]  # scenes at 1/6, 3/6, 5/6 of 12
+    assert routes[0].scores.tolist() == [1.0 if i in (2, 6, 10) else 0.0 for i in range(12)]
+    router_focus = router_model.route(video, ids, mask)[0].focus
+    assert len(router_focus) == len(routes[0].focus) == 3  # the same number of Focus tokens
+
+
+# ---------------------------------------------------------------- the reproduction's bookkeeping
+
+
+def test_router_probe_recall_counts_the_target_among_the_k_best():
+    from training.router_probe import recall
+
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.2], [0.8, 0.1, 0.3, 0.7]])  # (2 queries, 4 scenes)
+    assert recall(scores, [1, 3], k=1) == [True, False]
+    assert recall(scores, [2, 3], k=2) == [True, True]
+    assert recall(scores, [3, 1], k=9) == [True, True]  # k beyond T takes every scene
+
+
+def test_report_scores_the_same_questions_for_every_variant():
+    from training.results_report import constant_answer_scores, subset_scores
+
+    rows = [{"task": "niah_salova", "doc_id": i, "correct": i in (0, 3), "target": "AABAB"[i], "num_scenes": n,
+             "answer_span": None} for i, n in enumerate([40, 40, 10, 40, 40])]  # fmt: skip
+    first_four = subset_scores(rows, limit=4)["niah_salova"]
+    assert (first_four["n"], first_four["accuracy"]) == (4, 50.0)
+    long_only = subset_scores(rows, limit=None, min_scenes=30)["niah_salova"]
+    assert (long_only["n"], long_only["accuracy"]) == (4, 50.0)
+    assert constant_answer_scores(rows, limit=None)["niah_salova"] == {"letter": "A", "accuracy": 60.0}
+
+
+def test_variant_checkpoint_changes_only_the_named_knobs(tmp_path, tiny_checkpoint):
+    from training.reproduce import Reproduction
+
+    run = Reproduction(tmp_path, seed=0, tasks="niah")
+    copy = run.variant_checkpoint("fast-only-start", tiny_checkpoint, use_focus=False)
+    before = json.loads((tiny_checkpoint / "config.json").read_text())
+    after = json.loads((copy / "config.json").read_text())
+    assert {k for k in before if before[k] != after.get(k)} == {"use_focus"} and after["use_focus"] is False
+    assert SalovaForCausalLM.from_pretrained(copy).config.use_focus is False
+
+
+def test_a_marker_left_by_a_dead_process_is_cleared(tmp_path):
+    from training.reproduce import wait_for_other_process
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker = tmp_path / ".reproduce-running"
+    marker.write_text(finished.stdout.strip())  # that process has exited
+    wait_for_other_process(marker, poll_s=0.01)
+    assert not marker.exists()

@@ -1,0 +1,181 @@
+"""Markdown tables of a reproduction (training/reproduce.py) for docs/results.md.
+
+    python -m training.results_report runs/small [--figures docs/results]
+
+Reads OUT/summary.json and every evaluation's results.json and samples.jsonl (written by
+evals.run) and prints: the variants table, every variant scored on the same questions (the
+first --ablation-limit of each task; accuracy per task, router recall@1 / @K), the same on
+videos of >= 30 scenes, the full model's per-task scores, accuracy by video length and NIAH
+grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
+map and accuracy-by-length plot there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from evals.diagnostics import retrieval_hits
+
+TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobench_val_salova": "LongVideoBench",
+         "niah_salova": "NIAH"}  # fmt: skip
+LENGTH_CATEGORY = {"videomme_salova": "duration", "mlvu_dev_salova": "length",
+                   "longvideobench_val_salova": "duration_group", "niah_salova": "haystack_minutes"}  # fmt: skip
+HEADLINE = "full-k5"
+
+
+def load(out: Path) -> tuple[dict, dict[str, dict]]:
+    summary = json.loads((out / "summary.json").read_text())
+    results = {}
+    for name, entry in summary.get("evaluations", {}).items():
+        path = Path(entry["results"])
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+    return summary, results
+
+
+def _cell(value, digits=1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def read_samples(results_path: str) -> list[dict]:
+    """The per-question rows evals.run wrote beside results.json (samples.jsonl)."""
+    path = Path(results_path).parent / "samples.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def subset_scores(rows: list[dict], limit: int | None, min_scenes: int = 0) -> dict:
+    """Accuracy and router recall@1/@K (%) per task over the first `limit` questions of each task
+    (all when None), counting only videos with at least `min_scenes` detected scenes."""
+    chosen = [r for r in rows if (limit is None or r["doc_id"] < limit) and (r.get("num_scenes") or 0) >= min_scenes]
+    scores = {}
+    for task in TASKS:
+        task_rows = [r for r in chosen if r["task"] == task]
+        if task_rows:
+            hits = [h for h in map(retrieval_hits, task_rows) if h is not None]
+            scores[task] = {"n": len(task_rows), "accuracy": 100.0 * sum(bool(r.get("correct")) for r in task_rows) / len(task_rows),
+                            "recall@1": 100.0 * sum(h[0] for h in hits) / len(hits) if hits else None,
+                            "recall@K": 100.0 * sum(h[1] for h in hits) / len(hits) if hits else None}  # fmt: skip
+    return scores
+
+
+def pooled(scores: dict, key: str, tasks=TASKS) -> float | None:
+    """`key` averaged over the questions of `tasks` (weighted by their counts)."""
+    parts = [(v[key], v["n"]) for t, v in scores.items() if t in tasks and v.get(key) is not None]
+    n = sum(count for _, count in parts)
+    return sum(value * count for value, count in parts) / n if n else None
+
+
+def variants_table(summary: dict, results: dict[str, dict], limit: int | None, min_scenes: int = 0) -> str:
+    """Every evaluation scored on the same questions: the first `limit` of each task."""
+    lines = ["| variant | K | questions | " + " | ".join(TASKS.values()) +
+             " | all | router recall@1 | router recall@K |", "|---" * (len(TASKS) + 6) + "|"]  # fmt: skip
+    for name in results:
+        entry = summary["evaluations"][name]
+        scores = subset_scores(read_samples(entry["results"]), limit, min_scenes)
+        accuracies = [_cell(scores[t]["accuracy"]) if t in scores else "–" for t in TASKS]
+        count = sum(v["n"] for v in scores.values())
+        lines.append(f"| {entry['variant']} | {entry['k']} | {count} | " + " | ".join(accuracies) +
+                     f" | {_cell(pooled(scores, 'accuracy'))} | {_cell(pooled(scores, 'recall@1'))} | "
+                     f"{_cell(pooled(scores, 'recall@K'))} |")  # fmt: skip
+    headline_rows = read_samples(summary["evaluations"][HEADLINE]["results"]) if HEADLINE in results else []
+    reference = constant_answer_scores(headline_rows, limit, min_scenes)
+    if reference:
+        accuracies = [_cell(reference[t]["accuracy"]) + f" ({reference[t]['letter']})" if t in reference else "–"
+                      for t in TASKS]  # fmt: skip
+        lines.append("| best constant letter (no video) | – | – | " + " | ".join(accuracies) + " | – | – | – |")
+    return "\n".join(lines)
+
+
+def constant_answer_scores(rows: list[dict], limit: int | None, min_scenes: int = 0) -> dict:
+    """Per task, the accuracy of always answering the most frequent correct letter: the floor a
+    model that ignores the video can reach by learning the answer-letter prior."""
+    chosen = [r for r in rows if (limit is None or r["doc_id"] < limit) and (r.get("num_scenes") or 0) >= min_scenes]
+    scores = {}
+    for task in TASKS:
+        targets = [str(r.get("target")) for r in chosen if r["task"] == task]
+        if targets:
+            letter = max(sorted(set(targets)), key=targets.count)
+            scores[task] = {"letter": letter, "accuracy": 100.0 * targets.count(letter) / len(targets)}
+    return scores
+
+
+def per_task_router_table(run: dict) -> str:
+    lines = ["| task | questions | accuracy | router recall@1 | router recall@K |", "|---|---|---|---|---|"]
+    for task, label in TASKS.items():
+        if task in run["tasks"]:
+            scores = run["tasks"][task]
+            router = scores.get("router") or {}
+            lines.append(f"| {label} | {scores['n']} | {_cell(scores['accuracy'])} | "
+                         f"{_cell(router.get('recall@1'))} | {_cell(router.get('recall@K'))} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def length_table(run: dict) -> str:
+    lines = ["| task | length bucket | questions | accuracy |", "|---|---|---|---|"]
+    for task, category in LENGTH_CATEGORY.items():
+        buckets = run["tasks"].get(task, {}).get("categories", {}).get(category, {})
+        for bucket, scores in buckets.items():
+            lines.append(f"| {TASKS[task]} | {bucket} | {scores['n']} | {_cell(scores['accuracy'])} |")
+    return "\n".join(lines)
+
+
+def niah_table(run: dict) -> str:
+    grid = run["tasks"].get("niah_salova", {}).get("niah_grid")
+    if not grid:
+        return "(no NIAH results)"
+    depths = sorted({d for row in grid.values() for d in row}, key=float)
+    lines = ["| haystack (min) | " + " | ".join(f"depth {d}%" for d in depths) + " |",
+             "|---" * (len(depths) + 1) + "|"]  # fmt: skip
+    for minutes in sorted(grid, key=float):
+        lines.append(f"| {minutes} | " + " | ".join(_cell(grid[minutes].get(d)) for d in depths) + " |")
+    return "\n".join(lines)
+
+
+def times_table(summary: dict) -> str:
+    lines = ["| step | wall time (s) | exit |", "|---|---|---|"]
+    for name, step in summary["steps"].items():
+        lines.append(f"| {name} | {step['seconds']} | {step['returncode']} |")
+    return "\n".join(lines)
+
+
+def copy_figures(out: Path, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in ("niah_salova_heatmap.png", "accuracy_by_length.png"):
+        source = out / "eval" / HEADLINE / "plots" / name
+        if source.exists():
+            copied.append(Path(shutil.copy(source, folder / name)))
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.results_report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the reproduction's --out folder")
+    parser.add_argument("--figures", type=Path, help="copy the full model's plots into this folder")
+    args = parser.parse_args(argv)
+    summary, results = load(args.out)
+    limits = [e.get("limit") for e in summary.get("evaluations", {}).values() if e.get("limit")]
+    common = min(limits) if limits else None
+    which = f"the first {common} questions of each task" if common else "every question"
+    print(f"## Variants ({which})\n\n" + variants_table(summary, results, common) + "\n")
+    print(f"## Variants, questions on videos of >= 30 detected scenes ({which})\n\n"
+          + variants_table(summary, results, common, min_scenes=30) + "\n")
+    if HEADLINE in results:
+        headline = results[HEADLINE]
+        print("## Full model, K = 5, every question, per task\n\n" + per_task_router_table(headline) + "\n")
+        print("## Accuracy by video length (full model, K = 5)\n\n" + length_table(headline) + "\n")
+        print("## NIAH accuracy (%), full model, K = 5\n\n" + niah_table(headline) + "\n")
+    print("## Wall time of each step\n\n" + times_table(summary) + "\n")
+    print(f"machine: {summary.get('machine')}")
+    if args.figures:
+        for path in copy_figures(args.out, args.figures):
+            print(f"copied {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
