@@ -1,0 +1,39 @@
+"""Retrieval diagnostics: did the router pick the scene that holds the answer?
+
+Synthetic question sets know the answer scene (`answer_start_s`, `answer_end_s`
+columns). A picked scene counts as the answer scene when at least half of it
+lies inside the answer span, which tolerates scene boundaries detected a frame
+or two away from the true cut.
+
+- recall@1: the router's top-scored scene is the answer scene;
+- recall@K: one of the K Focus scenes is.
+"""
+
+from __future__ import annotations
+
+
+def covers(scene: tuple[float, float], span: tuple[float, float]) -> bool:
+    start, end = scene
+    overlap = min(end, span[1]) - max(start, span[0])
+    return end > start and overlap >= 0.5 * (end - start)
+
+
+def retrieval_hits(row: dict) -> tuple[bool, bool] | None:
+    """(hit@1, hit@K) of one sample, or None when the sample cannot be judged."""
+    span = row.get("answer_span")
+    if span is None or row.get("failure") or not row.get("focus"):
+        return None
+    top_scene = row["focus_times"][row["focus"].index(row["top1"])]
+    return covers(top_scene, span), any(covers(scene, span) for scene in row["focus_times"])
+
+
+def router_recall(rows: list[dict]) -> dict | None:
+    """recall@1 and recall@K (%) over the rows that know their answer scene; None if none do."""
+    hits = [h for h in map(retrieval_hits, rows) if h is not None]
+    if not hits:
+        return None
+    return {
+        "n": len(hits),
+        "recall@1": 100.0 * sum(h1 for h1, _ in hits) / len(hits),
+        "recall@K": 100.0 * sum(hk for _, hk in hits) / len(hits),
+    }

@@ -1,0 +1,183 @@
+"""SALOVA as an lmms-eval 0.7.3 "simple" model (`--model salova`).
+
+Each request is answered through `salova.index.VideoIndex`: the video's scene
+features are computed once and cached on disk, the router scores the scenes
+against the question text of the record (not the prompt boilerplate), the top-K
+scenes go to the LLM, and decoding is greedy unless the task asks otherwise.
+
+Every answer is appended to a `SampleLog` (samples.jsonl) as soon as it exists,
+and an answer already in the log under the same settings is returned without
+running the model: that is what makes an interrupted run resumable. A video
+that is missing or cannot be decoded gives an empty answer and a failure
+record (scored wrong, listed in the report) instead of stopping the run,
+unless `strict` is set.
+
+model_args: pretrained=CKPT (local folder; default: the built-in demo
+checkpoint), k, max_new_tokens (overrides the task's), cache_dir (feature
+cache), device, samples (path of a samples.jsonl to resume from and append to),
+strict. Python callers that already hold a VideoIndex pass `index` and
+`checkpoint_hash` instead of `pretrained`. Other keys lmms-eval passes
+(max_batch_size, ...) are accepted and ignored: samples are answered one at a
+time, so an answer never depends on what else is in a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from lmms_eval.api.model import lmms
+from tqdm import tqdm
+
+from evals import cache_root
+from evals.provenance import folder_digest
+from evals.sample_log import SampleLog, sample_key, settings_hash
+from salova.errors import CheckpointError, VideoError
+
+# An option line inside a question text: "\n(A) ...", "\nA. ...", "\nB) ...".
+_OPTION_LINE = re.compile(r"\n\s*\(?[A-H][).]\s")
+
+
+def router_query(doc: dict) -> str:
+    """The question the router scores scenes against: the record's question without its options."""
+    question = str(doc["question"])
+    cut = _OPTION_LINE.search(question)
+    return (question[: cut.start()] if cut else question).strip()
+
+
+def decoding_settings(gen_kwargs: dict, max_new_tokens: int | None) -> dict:
+    """HF generate kwargs from a task's generation_kwargs: greedy unless sampling is asked for."""
+    gen = {k: v for k, v in gen_kwargs.items() if k != "until"}
+    settings = {"max_new_tokens": int(max_new_tokens or gen.get("max_new_tokens", 64))}
+    temperature = float(gen.get("temperature") or 0.0)
+    if gen.get("do_sample") or temperature > 0:
+        settings.update(do_sample=True, temperature=temperature or 1.0, top_p=float(gen.get("top_p", 1.0)))
+    else:
+        settings["do_sample"] = False
+    if int(gen.get("num_beams", 1)) > 1:
+        settings["num_beams"] = int(gen["num_beams"])
+    return settings
+
+
+def pick_device(device: str | None) -> torch.device:
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device in (None, "", "cuda") and torch.cuda.is_available():
+        return torch.device(f"cuda:{local_rank}")
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        return torch.device(device)
+    return torch.device("cpu")
+
+
+def load_checkpoint(folder: Path, device: torch.device):
+    """(model, processor) from a `save_pretrained` folder; never touches a hub."""
+    from salova.modeling.salova import SalovaForCausalLM
+    from salova.processing import SalovaProcessor
+
+    model = SalovaForCausalLM.from_pretrained(folder).to(device).eval()
+    return model, SalovaProcessor.from_pretrained(folder, config=model.config)
+
+
+class SalovaLMMS(lmms):
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        k: int | None = None,
+        max_new_tokens: int | None = None,
+        cache_dir: str | None = None,
+        device: str | None = None,
+        samples: str | None = None,
+        strict: bool = False,
+        batch_size: int | str = 1,
+        index=None,
+        checkpoint_hash: str | None = None,
+        **ignored,
+    ):
+        super().__init__()
+        self._device = pick_device(device)
+        if dist.is_available() and dist.is_initialized():
+            self._rank, self._world_size = dist.get_rank(), dist.get_world_size()
+        self.batch_size_per_gpu = int(batch_size)
+        self.strict = bool(strict)
+        self.max_new_tokens = int(max_new_tokens) if max_new_tokens else None
+        if index is None:
+            index, checkpoint_hash = self._build_index(pretrained, cache_dir)
+        self.index = index
+        self.checkpoint_hash = checkpoint_hash
+        self.k = int(k or index.model.config.focus_k)
+        self.fingerprint = settings_hash(checkpoint_hash, self.k, str(index.sampler))
+        self.log = SampleLog(samples) if isinstance(samples, (str, Path)) else samples
+        self.model_calls = 0
+
+    def _build_index(self, pretrained: str | None, cache_dir: str | None):
+        from salova.index import VideoIndex
+
+        if pretrained is None:
+            from evals.demo_checkpoint import demo_checkpoint
+
+            folder = demo_checkpoint()
+        else:
+            folder = Path(pretrained).expanduser()
+        if not folder.is_dir():
+            raise CheckpointError(f"checkpoint {folder} does not exist; pass a save_pretrained folder")
+        model, processor = load_checkpoint(folder, self._device)
+        index = VideoIndex(model, processor, cache_dir or cache_root() / "features")
+        return index, folder_digest(folder)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def generate_until(self, requests) -> list[str]:
+        answers = []
+        for request in tqdm(requests, desc="Answering", disable=self.rank != 0):
+            contexts, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
+            doc = self.task_dict[task][split][doc_id]
+            answers.append(self.answer(task, doc_id, doc, contexts, gen_kwargs, doc_to_visual(doc)[0]))
+        return answers
+
+    def key(self, task: str, doc_id: int, doc: dict, prompt: str, gen_kwargs: dict) -> str:
+        """samples.jsonl key of one request: the record, the prompt and every setting that changes the answer."""
+        decoding = decoding_settings(gen_kwargs, self.max_new_tokens)
+        return sample_key(task, doc_id, settings_hash(self.fingerprint, dict(doc), prompt, decoding))
+
+    def answer(self, task: str, doc_id: int, doc: dict, prompt: str, gen_kwargs: dict, video: str) -> str:
+        decoding = decoding_settings(gen_kwargs, self.max_new_tokens)
+        key = self.key(task, doc_id, doc, prompt, gen_kwargs)
+        if self.log is not None and (done := self.log.lookup(key)) is not None:
+            return done["answer"]
+        record = {"key": key, "task": task, "doc_id": doc_id, "video": video, "rank": self.rank}
+        started = time.perf_counter()
+        try:
+            self.model_calls += 1
+            reply = self.index.ask(video, prompt, query=router_query(doc), k=self.k, **decoding)
+        except (VideoError, OSError) as error:
+            if self.strict:
+                raise VideoError(
+                    f"{task} doc {doc_id}: {error} (--strict stops at the first failed sample)"
+                ) from error
+            record.update(answer="", failure=f"{type(error).__name__}: {error}")
+        else:
+            record.update(
+                answer=reply.text,
+                focus=reply.focus,
+                focus_times=reply.scene_times,
+                top1=max(range(len(reply.scores)), key=reply.scores.__getitem__) if reply.scores else None,
+                num_scenes=len(reply.scores),
+                features_from_cache=reply.from_cache,
+            )
+        record["seconds"] = round(time.perf_counter() - started, 4)
+        if self.log is not None:
+            self.log.append(record)
+        return record["answer"]
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError("SALOVA is evaluated on generation tasks only")
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError("SALOVA is evaluated on single-turn generation tasks only")
