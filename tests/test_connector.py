@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import salova.modeling.connector as connector_module
 from salova.errors import ConfigError
 from salova.modeling.baseline import padded_forward, per_scene_forward
 from salova.modeling.connector import (
@@ -220,3 +221,15 @@ def test_flex_block_mask_lists_exactly_the_needed_blocks(tokens, n_latents):
     padded[:dense.shape[0], :dense.shape[1]] = dense
     needed = padded.view(q_blocks, block, kv_blocks, block).any(dim=3).any(dim=1)
     assert torch.equal(mask.to_dense()[0, 0].bool(), needed)
+
+
+def test_chunking_does_not_change_the_output(monkeypatch):
+    """Media chunks that split scenes and feed-forward chunks of a few scenes give the same result."""
+    connector = small_connector()
+    frames = [3, 7, 1, 4, 9]
+    patches, scene_cls = video(frames, seed=7)
+    monkeypatch.setattr(connector_module, "MEDIA_CHUNK_FRAMES", 2)
+    monkeypatch.setattr(connector_module, "FF_CHUNK_SCENES", 2)
+    with torch.no_grad():
+        torch.testing.assert_close(connector(patches, frames, scene_cls),
+                                   padded_forward(connector, patches, frames, scene_cls), atol=1e-5, rtol=1e-5)

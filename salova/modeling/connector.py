@@ -43,6 +43,8 @@ from salova.modeling.positions import positions
 DROP_FULL_RATE_TOKENS = 18000
 # Frames per chunk when building the media keys/values: bounds the temporary memory.
 MEDIA_CHUNK_FRAMES = 32
+# Scenes per chunk in the latents' feed-forward: bounds its (scenes * (1+L), 4D) hidden activations.
+FF_CHUNK_SCENES = 16
 
 
 def kept_tokens(n_tokens: int, rate: float) -> int:
@@ -132,7 +134,7 @@ class STConnector(nn.Module):
         for index, layer in enumerate(self.layers):
             layer_kv = media_kv[:, index * kv_width:(index + 1) * kv_width]
             latents = latents + layer.attn(latents, layer_kv, tokens_per_scene)
-            latents = latents + layer.ff(latents)
+            latents = latents + torch.cat([layer.ff(block) for block in latents.split(FF_CHUNK_SCENES)])
         return self.norm(latents)
 
     def _check_inputs(self, patches, frames_per_scene, scene_cls) -> list[int]:
@@ -270,7 +272,7 @@ def scene_block_mask(tokens_per_scene, n_latents, device, block_size=128):
     from torch.nn.attention.flex_attention import BlockMask
 
     counts = torch.tensor(tokens_per_scene, device=device)
-    n_scenes, n_media = len(tokens_per_scene), int(counts.sum())
+    n_scenes, n_media = len(tokens_per_scene), sum(tokens_per_scene)
     q_len = n_scenes * n_latents
     media_end = counts.cumsum(0)
     media_start = media_end - counts

@@ -16,7 +16,8 @@ Choices against the released `SelectorAttn` (the README carries this table):
 - no dropout anywhere (the released position dropout is fixed at 0.1).
 - no global token, no second encoder: both are dead in the released configuration.
 - scene positions beyond `max_scenes` use the table linearly resampled to T
-  (`positions`), so a video may have any number of scenes (released cap: 256).
+  (`positions`), so a video may have any number of scenes (released cap: 256);
+  text longer than `max_text` is handled the same way.
 - the query vector is text_proj(pooled text) without a position embedding,
   as in the released score (there it is scaled by 4, which the cosine ignores).
 """
