@@ -72,15 +72,6 @@ def pick_device(device: str | None) -> torch.device:
     return torch.device("cpu")
 
 
-def load_checkpoint(folder: Path, device: torch.device):
-    """(model, processor) from a `save_pretrained` folder; never touches a hub."""
-    from salova.modeling.salova import SalovaForCausalLM
-    from salova.processing import SalovaProcessor
-
-    model = SalovaForCausalLM.from_pretrained(folder).to(device).eval()
-    return model, SalovaProcessor.from_pretrained(folder, config=model.config)
-
-
 class SalovaLMMS(lmms):
     is_simple = True
 
@@ -125,6 +116,8 @@ class SalovaLMMS(lmms):
             folder = Path(pretrained).expanduser()
         if not folder.is_dir():
             raise CheckpointError(f"checkpoint {folder} does not exist; pass a save_pretrained folder")
+        from salova.checkpoint import load_checkpoint
+
         model, processor = load_checkpoint(folder, self._device)
         index = VideoIndex(model, processor, cache_dir or cache_root() / "features")
         return index, folder_digest(folder)

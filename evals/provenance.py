@@ -7,6 +7,8 @@ import importlib.metadata
 import subprocess
 from pathlib import Path
 
+from salova.index import file_digest
+
 PACKAGES = (
     "salova",
     "lmms-eval",
@@ -18,14 +20,6 @@ PACKAGES = (
     "decord",
     "scenedetect",
 )
-
-
-def file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def folder_digest(folder: Path) -> str:
