@@ -198,3 +198,16 @@ def test_stage1_trains_only_the_connectors_and_each_stage_starts_from_the_previo
                            stage1["vision_tower.model.embeddings.patch_embedding.weight"])
     assert "init_from: " + str(chain["stage1"] / "final") in (chain["stage1.5"] / "recipe-longvideo.yaml").read_text()
     assert "init_from: " + str(chain["stage1.5"] / "final") in (chain["stage2"] / "recipe-sft.yaml").read_text()
+
+
+def test_the_final_checkpoint_answers_salova_ask(chain, corpus, tmp_path):
+    """The chain's last folder is a complete checkpoint: `salova ask` loads it and answers with its scenes."""
+    video = sorted((corpus / "videos").glob("*.mp4"))[0]
+    done = subprocess.run([sys.executable, "-m", "salova.cli", "ask", str(video), "What colour is the shape?",
+                           "--checkpoint", str(chain["stage2"] / "final"), "--cache-dir", str(tmp_path),
+                           "--max-new-tokens", "4", "--json"],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout)
+    assert answer["focus"] == sorted(answer["focus"]) and len(answer["focus"]) >= 1
+    assert len(answer["scores"]) >= len(answer["focus"]) and isinstance(answer["answer"], str)
