@@ -245,6 +245,8 @@ class SalovaConfig(PretrainedConfig):
         self.fps = fps
         self.frame_chunk = frame_chunk
         self.image_token_index = image_token_index
+        # transformers 4.x ties the wrapped LLM's embeddings by the outer config's flag: mirror the LLM's own
+        kwargs["tie_word_embeddings"] = bool(self.llm_config.get("tie_word_embeddings", True))
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------ presets

@@ -299,6 +299,11 @@ def test_build_from_pretrained_parts_loads_the_llm_and_towers(tmp_path):
     model = build_from_pretrained_parts(config, dtype=torch.float32)
     for key, value in llm.state_dict().items():
         assert torch.equal(model.llm.state_dict()[key], value), key
-    table = model.text_tower.model.embeddings.position_embedding.weight
+    table = named(model.text_tower.model, "position_embedding.weight")
     assert table.shape[0] == CONFIG.max_text_pe
-    assert torch.equal(table[:16], towers.text_model.embeddings.position_embedding.weight)
+    assert torch.equal(table[:16], named(towers.text_model, "position_embedding.weight"))
+
+
+def named(module, suffix):
+    """The parameter whose name ends with `suffix` (transformers 4.x and 5 nest the text model differently)."""
+    return next(p for n, p in module.named_parameters() if n.endswith(suffix))

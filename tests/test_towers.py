@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import SiglipConfig, SiglipModel
+from transformers import SiglipConfig, SiglipModel, SiglipVisionModel
 
 from salova.config import SalovaConfig
 from salova.modeling.towers import TextTower, VisionTower, load_pretrained_towers
@@ -144,14 +144,20 @@ def test_pretrained_weights_load_with_the_text_table_extended(tmp_path):
     saved.save_pretrained(tmp_path)
     config = tiny("siglip")  # 2 of the 3 vision layers, a 128-row text position table
     vision, text = VisionTower(config), TextTower(config)
-    fresh_rows = text.model.embeddings.position_embedding.weight[16:].clone()
+    fresh_rows = named(text.model, "position_embedding.weight")[16:].clone()
     load_pretrained_towers(vision, text, str(tmp_path))
 
     with torch.no_grad():  # our 2-layer tower reproduces layer 2 of the saved 3-layer tower
         _, cls = vision.eval()(frames(2))
-        hidden = saved.vision_model(pixel_values=frames(2), output_hidden_states=True).hidden_states[2]
+        reference = SiglipVisionModel.from_pretrained(tmp_path).eval()  # the saved tower, all 3 layers
+        hidden = reference(pixel_values=frames(2), output_hidden_states=True).hidden_states[2]
     torch.testing.assert_close(cls, hidden.mean(dim=1))
-    table = text.model.embeddings.position_embedding.weight
-    torch.testing.assert_close(table[:16], saved.text_model.embeddings.position_embedding.weight)
+    table = named(text.model, "position_embedding.weight")
+    torch.testing.assert_close(table[:16], named(saved.text_model, "position_embedding.weight"))
     torch.testing.assert_close(table[16:], fresh_rows)
-    torch.testing.assert_close(text.model.head.weight, saved.text_model.head.weight)
+    torch.testing.assert_close(named(text.model, "head.weight"), named(saved.text_model, "head.weight"))
+
+
+def named(module, suffix):
+    """The parameter whose name ends with `suffix` (transformers 4.x and 5 nest the text model differently)."""
+    return next(p for n, p in module.named_parameters() if n.endswith(suffix))

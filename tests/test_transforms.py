@@ -18,7 +18,11 @@ from salova.errors import ConfigError
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from transformers import CLIPImageProcessorPil, SiglipImageProcessorPil
+    try:  # transformers 5 names its PIL-based processors with a Pil suffix
+        from transformers import CLIPImageProcessorPil, SiglipImageProcessorPil
+    except ImportError:  # transformers 4.x: the plain classes are the PIL-based ones
+        from transformers import CLIPImageProcessor as CLIPImageProcessorPil
+        from transformers import SiglipImageProcessor as SiglipImageProcessorPil
 
 TOLERANCE = 1e-5
 

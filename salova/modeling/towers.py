@@ -92,9 +92,14 @@ class TextTower(nn.Module):
         end = mask.sum(dim=1) - 1  # (B,) index of each sequence's real last token
         pooled = out.last_hidden_state[torch.arange(len(end), device=end.device), end]  # (B, d_t)
         if self.family == "siglip":
-            pooled = self.model.head(pooled)
+            pooled = self._siglip_head()(pooled)
         tokens = torch.cat([pooled.unsqueeze(1), out.hidden_states[-2]], dim=1)
         return tokens, torch.cat([mask.new_ones(len(mask), 1), mask], dim=1)
+
+
+    def _siglip_head(self) -> nn.Module:
+        # transformers 5 keeps the head on SiglipTextModel itself; 4.x keeps it on .text_model
+        return self.model.head if hasattr(self.model, "head") else self.model.text_model.head
 
 
 def load_pretrained_towers(vision: VisionTower, text: TextTower, name_or_path: str) -> None:
