@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -64,7 +63,9 @@ def run_info(args) -> int:
 # ---------------------------------------------------------------- index / ask
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SALOVA_CACHE", Path.home() / ".cache" / "salova")) / "features"
+    from evals import cache_root
+
+    return cache_root() / "features"  # the same feature cache evals.run uses
 
 
 def add_video_arguments(parser) -> None:
