@@ -136,16 +136,24 @@ def gemm_peak_flops(device: str = "cpu", dtype=torch.float32) -> float:
     return max(rates)
 
 
-def connector_flops(frames_per_scene, num_patches, dim, num_latents=256, depth=2, heads=2, dim_head=64,
-                    ff_mult=4) -> float:
-    """Multiply-adds x 2 of one packed ST-Connector forward (elementwise work not counted)."""
+def connector_flops_by_part(frames_per_scene, num_patches, dim, num_latents=256, depth=2, heads=2, dim_head=64,
+                            ff_mult=4) -> dict[str, float]:
+    """Multiply-adds x 2 of one packed ST-Connector forward, by part (elementwise work not counted):
+    media_kv (the one GEMM giving every layer's media keys/values), attention (scores and weighted
+    sums, all layers) and latents (the latents' q/kv/out projections and feed-forward, all layers)."""
     inner, queries = heads * dim_head, 1 + num_latents
     media_tokens = [frames * num_patches for frames in frames_per_scene]
     latent_tokens = len(frames_per_scene) * queries
-    media_kv = 2 * sum(media_tokens) * dim * depth * 2 * inner
-    per_layer_latents = 2 * latent_tokens * dim * (inner + 2 * inner + inner + 2 * ff_mult * dim)
-    per_layer_attention = sum(2 * 2 * queries * (n + queries) * inner for n in media_tokens)
-    return media_kv + depth * (per_layer_latents + per_layer_attention)
+    return {
+        "media_kv": 2 * sum(media_tokens) * dim * depth * 2 * inner,
+        "attention": depth * sum(2 * 2 * queries * (n + queries) * inner for n in media_tokens),
+        "latents": depth * 2 * latent_tokens * dim * (inner + 2 * inner + inner + 2 * ff_mult * dim),
+    }
+
+
+def connector_flops(frames_per_scene, num_patches, dim, **sizes) -> float:
+    """Multiply-adds x 2 of one packed ST-Connector forward (elementwise work not counted)."""
+    return sum(connector_flops_by_part(frames_per_scene, num_patches, dim, **sizes).values())
 
 
 def router_flops(n_queries, n_scenes, n_text, dim, text_dim, ffn_dim=None, num_layers=2) -> float:

@@ -85,7 +85,8 @@ def test_router_share_of_question_time(benchmark, record, device, dtype):
         routed = measure_with_benchmark(benchmark, lambda: router(routing, text, text_mask), rounds=5,
                                         device=device, warmup=1)
         answered = measure(lambda: llm(inputs_embeds=embeds).logits, rounds=3, device=device, warmup=1)
-        encoded = measure(lambda: connector(patches, frames, scene_cls), rounds=1, device=device)
+        encoded = measure(lambda: connector(patches, frames, scene_cls), rounds=1, device=device,
+                          warmup=int(device == "cuda"))  # CUDA: compile the attention first
     question_s = routed.median + answered.median
     metrics = {
         "scenes": len(frames), "visual_tokens": n_visual,

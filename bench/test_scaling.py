@@ -76,8 +76,9 @@ def one_video(minutes, connector, router, projector, one_frame, text, text_mask,
     patches = one_frame.expand(sum(frames), -1, -1)  # (sum F_i, P, D), stride-0 view
     scene_cls = torch.randn(len(frames), DIM, device=device, dtype=dtype)
     encode = partial(connector, patches, frames, scene_cls)
-    packed = (measure_with_benchmark(benchmark, encode, rounds=1, device=device) if benchmark
-              else measure(encode, rounds=1, device=device))
+    warmup = int(device == "cuda")  # a new length may recompile the CUDA attention: not part of the time
+    packed = (measure_with_benchmark(benchmark, encode, rounds=1, device=device, warmup=warmup) if benchmark
+              else measure(encode, rounds=1, device=device, warmup=warmup))
     padded = (measure(partial(padded_forward, connector, patches, frames, scene_cls), rounds=1, device=device)
               if minutes in PADDED_MINUTES else None)
     routing, local = packed.output[:, 0], packed.output[:, 1:]

@@ -41,8 +41,10 @@ from salova.modeling.positions import positions
 
 # Token-drop rate reaches its full value for scenes of this many tokens (reference constant).
 DROP_FULL_RATE_TOKENS = 18000
-# Frames per chunk when building the media keys/values: bounds the temporary memory.
-MEDIA_CHUNK_FRAMES = 32
+# Frames per chunk when building the media keys/values. On CPU a chunk's embedded and
+# normalised tokens (4 x 196 x 1152 fp32 = 3.6 MB) stay in cache between the three passes
+# over them (positions, normalisation, GEMM); on CUDA large chunks keep the kernel count low.
+MEDIA_CHUNK_FRAMES = {"cpu": 4, "cuda": 512}
 # Scenes per chunk in the latents' feed-forward: bounds its (scenes * (1+L), 4D) hidden activations.
 FF_CHUNK_SCENES = 16
 
@@ -169,35 +171,43 @@ class STConnector(nn.Module):
 
         Each chunk of tokens is embedded (patch + spatial + frame position), plainly
         normalised once, and multiplied by the stacked folded to_kv weights of all layers.
+        Without autograd the chunks are embedded into one reused scratch buffer and their
+        keys/values written straight into the result; with it, they are concatenated.
         """
         folded = [layer.attn.folded_media_kv() for layer in self.layers]
-        weight = torch.cat([w for w, _ in folded])  # (depth * 2*inner, D)
+        weight = torch.cat([w for w, _ in folded]).t()  # (D, depth * 2*inner)
         bias = torch.cat([b for _, b in folded])  # (depth * 2*inner,)
         eps = self.layers[0].attn.norm_media.eps
         n_tokens = patches.shape[0] * self.num_patches if kept_ids is None else kept_ids.numel()
-        chunk = MEDIA_CHUNK_FRAMES * self.num_patches
-        # Without autograd the chunks are written straight into one buffer; with it, they are concatenated.
-        kv = None if torch.is_grad_enabled() else patches.new_empty(n_tokens, weight.shape[0])
-        pieces = []
-        for start in range(0, n_tokens, chunk):
-            stop = min(start + chunk, n_tokens)
-            tokens = self._embedded_tokens(patches, frame_pos, kept_ids, start, stop)
-            normed = F.layer_norm(tokens, (self.dim,), eps=eps)  # x_hat, no affine
-            if kv is None:
-                pieces.append(torch.addmm(bias, normed, weight.t()))
-            else:
-                torch.addmm(bias, normed, weight.t(), out=kv[start:stop])
-        return torch.cat(pieces) if kv is None else kv
+        chunk = MEDIA_CHUNK_FRAMES.get(patches.device.type, MEDIA_CHUNK_FRAMES["cuda"]) * self.num_patches
+        bounds = [(start, min(start + chunk, n_tokens)) for start in range(0, n_tokens, chunk)]
+        if torch.is_grad_enabled():
+            return torch.cat([torch.addmm(bias, F.layer_norm(self._embedded_tokens(patches, frame_pos, kept_ids,
+                                                                                   start, stop), (self.dim,), eps=eps),
+                                          weight) for start, stop in bounds])
+        kv = patches.new_empty(n_tokens, weight.shape[1])
+        scratch = patches.new_empty(min(chunk, n_tokens), self.dim)
+        for start, stop in bounds:
+            tokens = self._embedded_tokens(patches, frame_pos, kept_ids, start, stop, out=scratch[:stop - start])
+            torch.addmm(bias, F.layer_norm(tokens, (self.dim,), eps=eps), weight, out=kv[start:stop])
+        return kv
 
-    def _embedded_tokens(self, patches, frame_pos, kept_ids, start, stop):
-        """Packed tokens start..stop (kept tokens when dropping) with positions added: (stop-start, D)."""
+    def _embedded_tokens(self, patches, frame_pos, kept_ids, start, stop, out=None):
+        """Packed tokens start..stop (kept tokens when dropping) with positions added: (stop-start, D).
+
+        `out`, when given, receives the result (no autograd)."""
         if kept_ids is None:  # start, stop are multiples of P: whole frames
             first, last = start // self.num_patches, stop // self.num_patches
-            frames = patches[first:last] + self.spatial_embs + frame_pos[first:last, None]
-            return frames.reshape(-1, self.dim)
+            if out is None:
+                return (patches[first:last] + self.spatial_embs + frame_pos[first:last, None]).reshape(-1, self.dim)
+            frames = out.view(last - first, self.num_patches, self.dim)
+            torch.add(patches[first:last], self.spatial_embs, out=frames)
+            frames += frame_pos[first:last, None]
+            return out
         ids = kept_ids[start:stop]
         flat = patches.reshape(-1, self.dim)
-        return flat[ids] + self.spatial_embs[ids % self.num_patches] + frame_pos[ids // self.num_patches]
+        tokens = flat[ids] + self.spatial_embs[ids % self.num_patches] + frame_pos[ids // self.num_patches]
+        return tokens if out is None else out.copy_(tokens)
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +265,7 @@ def flex_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads, compil
     attend = flex_attention
     if compile:
         if _compiled_flex_attention is None:
-            _compiled_flex_attention = torch.compile(flex_attention)  # new lengths: automatic dynamic shapes
+            _compiled_flex_attention = torch.compile(flex_attention, dynamic=True)  # one graph for every length
         attend = _compiled_flex_attention
     out = attend(queries[None], k[None].contiguous(), v[None].contiguous(), block_mask=mask)  # (1, heads, T*Lq, dh)
     return out[0].transpose(0, 1).reshape(n_scenes, n_latents, inner)
