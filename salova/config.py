@@ -22,6 +22,9 @@ CHAT_TEMPLATES = ("qwen2.5", "llama3.2", "phi3.5", "plain")
 # How inference picks the Focus scenes: the SR-Router's top-K, or K scenes evenly spaced over the
 # video with no router (the uniform-sampling baseline at the same visual-token budget).
 FOCUS_SELECTIONS = ("router", "uniform")
+# Stage-1 in-batch router loss: the paper's sigmoid BCE on identity labels, or symmetric InfoNCE
+# (softmax over the batch both ways), which the `small` preset needs: see in_batch_infonce_loss.
+IN_BATCH_LOSSES = ("bce", "infonce")
 
 # Text position table of the text tower after extension (the pretrained towers have 64 / 77 rows).
 MAX_TEXT_PE = 2048
@@ -157,7 +160,7 @@ PRESETS: dict[str, dict] = {
         vision_config=SMALL_VISION, text_config=SMALL_TEXT, llm_config=SMALL_LLM,
         vision_feature_layer=-1, pool_grid=3, connector_latents=16, connector_dim_head=32,
         connector_max_frames=256, router_ffn_dim=128, router_max_scenes=256, max_text_pe=SMALL_MAX_TEXT_PE,
-        focus_k=5, chat_template="qwen2.5", frame_chunk=64,
+        focus_k=5, chat_template="qwen2.5", frame_chunk=64, in_batch_loss="infonce",
     ),
 }
 DEFAULT_PRESET = "qwen2.5-7b-siglip"
@@ -195,6 +198,7 @@ class SalovaConfig(PretrainedConfig):
         sim_loss_weight: float = 1.0,
         sim_margin: float = 0.2,
         use_margin_loss: bool = True,
+        in_batch_loss: str = "bce",
         t2t_threshold: float = 0.83,
         v2t_threshold_longvideo: float = 0.21,
         v2t_threshold_sft: float = 0.20,
@@ -234,6 +238,7 @@ class SalovaConfig(PretrainedConfig):
         self.sim_loss_weight = sim_loss_weight
         self.sim_margin = sim_margin
         self.use_margin_loss = use_margin_loss
+        self.in_batch_loss = in_batch_loss
         self.t2t_threshold = t2t_threshold
         self.v2t_threshold_longvideo = v2t_threshold_longvideo
         self.v2t_threshold_sft = v2t_threshold_sft
@@ -298,6 +303,7 @@ class SalovaConfig(PretrainedConfig):
         _check_choice("tower_family", self.tower_family, TOWER_FAMILIES)
         _check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
         _check_choice("focus_selection", self.focus_selection, FOCUS_SELECTIONS)
+        _check_choice("in_batch_loss", self.in_batch_loss, IN_BATCH_LOSSES)
         _check_choice("llm_config.model_type", self.llm_config.get("model_type"), LLM_TYPES)
         for name in ("vision_config", "text_config", "llm_config"):
             _check_heads(name, getattr(self, name))

@@ -30,7 +30,13 @@ from salova.errors import CheckpointError, RecordError
 from salova.modeling.connector import STConnector
 from salova.modeling.focusfast import IGNORE_INDEX, select_focus, splice, uniform_focus, visual_block
 from salova.modeling.projector import Projector
-from salova.modeling.router import SRRouter, in_batch_labels, router_top1_accuracy, similarity_loss
+from salova.modeling.router import (
+    SRRouter,
+    in_batch_infonce_loss,
+    in_batch_labels,
+    router_top1_accuracy,
+    similarity_loss,
+)
 from salova.modeling.towers import TextTower, VisionTower, load_pretrained_towers
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -219,7 +225,8 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         return scores, torch.stack(losses).mean(), correct / rows
 
     def _in_batch_router_loss(self, videos, query_ids, query_mask):
-        """Stage 1: every sample is one scene; sample b's first query should pick scene b (no margin)."""
+        """Stage 1: every sample is one scene; sample b's first query should pick scene b (no margin).
+        The loss is BCE on identity labels, or symmetric InfoNCE (config.in_batch_loss)."""
         for i, video in enumerate(videos):
             if video.num_scenes != 1:
                 raise RecordError(f"in_batch_router: sample {i} has {video.num_scenes} scenes, expected 1")
@@ -228,7 +235,10 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         text_tokens, text_mask = self.text_tower(ids.to(self.device), mask.to(self.device))
         scores = self.router(routing, text_tokens.to(routing.dtype), text_mask)  # (B, B)
         labels = in_batch_labels(len(videos)).to(scores)
-        loss, _ = similarity_loss(scores, labels, margin=self.config.sim_margin, use_margin=False)
+        if self.config.in_batch_loss == "infonce":
+            loss = in_batch_infonce_loss(scores)
+        else:
+            loss, _ = similarity_loss(scores, labels, margin=self.config.sim_margin, use_margin=False)
         return [scores], loss, router_top1_accuracy(scores.detach(), labels)
 
     def _focus(self, index: int, video: SceneFeatures, focus, scores) -> torch.Tensor:
