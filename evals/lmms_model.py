@@ -24,7 +24,6 @@ time, so an answer never depends on what else is in a batch.
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 
@@ -36,17 +35,14 @@ from tqdm import tqdm
 from evals import cache_root
 from evals.provenance import folder_digest
 from evals.sample_log import SampleLog, sample_key, settings_hash
+from salova.data.records import router_query_text
 from salova.errors import CheckpointError, VideoError
-
-# An option line inside a question text: "\n(A) ...", "\nA. ...", "\nB) ...".
-_OPTION_LINE = re.compile(r"\n\s*\(?[A-H][).]\s")
 
 
 def router_query(doc: dict) -> str:
-    """The question the router scores scenes against: the record's question without its options."""
-    question = str(doc["question"])
-    cut = _OPTION_LINE.search(question)
-    return (question[: cut.start()] if cut else question).strip()
+    """The question the router scores scenes against: the record's question without its options
+    (the rule stage-2 training uses too: salova.data.records.router_query_text)."""
+    return router_query_text(str(doc["question"]))
 
 
 def decoding_settings(gen_kwargs: dict, max_new_tokens: int | None) -> dict:

@@ -184,8 +184,10 @@ def test_sft_labels_threshold_with_argmax_fallback_and_focus_from_labels(corpus,
     assert sample["focus"].tolist() == [0, 1]  # union {0, 1, 2, 4}; best V2T 0 (0.30), 1 (0.25)
     wide = dataset("sft", path, corpus, processor, config, focus_k=5).sample(0, np.random.default_rng(0))
     assert wide["focus"].tolist() == [0, 1, 2, 4]  # K above the positives: all of them, and no negative
-    questions = [t["value"].replace("<image>\n", "").replace("<video>\n", "").strip()
+    # the router reads each question without its media placeholder, option lines and instruction
+    questions = [t["value"].replace("<image>\n", "").replace("<video>\n", "").split("\nA. ")[0].strip()
                  for t in record["conversations"][0::2]]
+    assert any("\nA. " in t["value"] for t in record["conversations"][0::2])  # some questions had options
     room = config.max_text_pe - 2  # the text tower's table holds the pooled slot, the text and its end token
     assert query_texts(processor, sample["query_ids"], sample["query_mask"]) == [q.encode()[:room].decode() for q in questions]
     # chat template, every answer trained and followed by the end-of-turn token

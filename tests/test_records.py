@@ -389,3 +389,19 @@ def test_question_file_from_json_and_deepcopy_of_rows(media):
     assert copy.deepcopy(questions[0].row) == lvb_row()
     with pytest.raises(RecordError, match="unknown benchmark"):
         records.load_questions(path, "mvbench")
+
+
+_QUESTION_TEXT = st.text(st.characters(blacklist_characters="\n<", blacklist_categories=("Cs",)), min_size=1, max_size=40)
+
+
+@settings(max_examples=40)
+@given(question=_QUESTION_TEXT.filter(lambda q: q.strip()),
+       options=st.lists(st.text(st.characters(blacklist_characters="\n", blacklist_categories=("Cs",)), min_size=1,
+                                max_size=12), min_size=0, max_size=5),
+       style=st.sampled_from(["{letter}. ", "({letter}) ", "{letter}) "]),
+       instruction=st.sampled_from(["", "\nAnswer with the option's letter from the given choices directly."]),
+       placeholder=st.sampled_from(["", "<image>\n", "<video>\n"]))
+def test_router_query_text_is_the_question_alone(question, options, style, instruction, placeholder):
+    lines = [style.format(letter="ABCDE"[i]) + option for i, option in enumerate(options)]
+    text = placeholder + question + "".join("\n" + line for line in lines) + (instruction if options else "")
+    assert records.router_query_text(text) == question.strip()

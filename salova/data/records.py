@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -49,6 +50,8 @@ from salova.errors import RecordError
 SPEAKERS = ("human", "gpt")
 MEDIA_PLACEHOLDERS = ("<image>\n", "<video>\n", "<image>", "<video>")
 LETTERS = "ABCDEFGH"
+# An option line inside a question text: "\n(A) ...", "\nA. ...", "\nB) ...".
+_OPTION_LINE = re.compile(r"\n\s*\(?[A-H][).]\s")
 
 # ---------------------------------------------------------------------------------------
 # Where a value comes from, and the error that names it
@@ -369,11 +372,21 @@ class SFTRecord:
 
     @property
     def questions(self) -> tuple[str, ...]:
-        """The router queries: human turns with the media placeholder removed."""
-        return tuple(_strip_placeholders(turn.text) for turn in self.conversations[0::2])
+        """The router queries: the human turns as `router_query_text` reads them."""
+        return tuple(router_query_text(turn.text) for turn in self.conversations[0::2])
 
     def router_labels(self, thresholds: LabelThresholds = LabelThresholds()) -> RouterLabels:
         return sft_labels(self.lb_sim, thresholds.v2t_sft)
+
+
+def router_query_text(text: str) -> str:
+    """What the router scores the scenes against: a question without its media placeholders,
+    and without its option lines and whatever follows them (a multiple-choice instruction).
+    Training (stage-2 records) and evaluation (evals.lmms_model) read questions by this one rule,
+    so the router never sees at inference a form of question it was not trained on."""
+    text = _strip_placeholders(text)
+    cut = _OPTION_LINE.search(text)
+    return (text[: cut.start()] if cut else text).strip()
 
 
 def _strip_placeholders(text: str) -> str:
