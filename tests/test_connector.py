@@ -229,7 +229,7 @@ def test_chunking_does_not_change_the_output(monkeypatch):
     frames = [3, 7, 1, 4, 9]
     patches, scene_cls = video(frames, seed=7)
     monkeypatch.setitem(connector_module.MEDIA_CHUNK_FRAMES, "cpu", 2)
-    monkeypatch.setattr(connector_module, "FF_CHUNK_SCENES", 2)
+    monkeypatch.setitem(connector_module.FF_CHUNK_SCENES, "cpu", 3)
     with torch.no_grad():
         torch.testing.assert_close(connector(patches, frames, scene_cls),
                                    padded_forward(connector, patches, frames, scene_cls), atol=1e-5, rtol=1e-5)
