@@ -35,10 +35,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from bench.measure import DTYPE_OF as DTYPES  # noqa: E402
 from bench.measure import gemm_peak_flops  # noqa: E402
 
 DEFAULT_RESULTS = Path(__file__).parent / "results"
-DTYPES = {"cpu": torch.float32, "cuda": torch.bfloat16}
 
 
 def pytest_addoption(parser):

@@ -74,19 +74,27 @@ class Measurement:
     seconds: list[float] = field(default_factory=list)
     peak_bytes: int = 0
     output: object = None
+    gemm_rates: list[float] = field(default_factory=list)  # FLOP/s of the reference product before each round
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
 
+    def peak_fraction(self, flops: float) -> float:
+        """Median over rounds of (this round's FLOP/s) / (the reference product's FLOP/s just before it)."""
+        return statistics.median(flops / s / rate for s, rate in zip(self.seconds, self.gemm_rates, strict=True))
 
-def measure(fn, rounds: int, device: str = "cpu", warmup: int = 0) -> Measurement:
-    """Time `fn()` `rounds` times (after `warmup` untimed calls) and probe its peak memory."""
+
+def measure(fn, rounds: int, device: str = "cpu", warmup: int = 0, paired_gemm: bool = False) -> Measurement:
+    """Time `fn()` `rounds` times (after `warmup` untimed calls) and probe its peak memory;
+    paired_gemm: as in `measure_with_benchmark`."""
     probe, result, now = MemoryProbe(device), Measurement(), clock(device)
     for _ in range(warmup):
         fn()
     for _ in range(rounds):
         result.output = None
+        if paired_gemm:
+            result.gemm_rates.append(gemm_rate(device, DTYPE_OF[device]))
         probe.reset()
         start = now()
         result.output = fn()
@@ -96,9 +104,19 @@ def measure(fn, rounds: int, device: str = "cpu", warmup: int = 0) -> Measuremen
     return result
 
 
-def measure_with_benchmark(benchmark, fn, rounds: int, device: str = "cpu", warmup: int = 0) -> Measurement:
-    """`measure`, but timed by pytest-benchmark so the statistics go into its JSON."""
-    probe, peaks = MemoryProbe(device), []
+def measure_with_benchmark(benchmark, fn, rounds: int, device: str = "cpu", warmup: int = 0,
+                           paired_gemm: bool = False) -> Measurement:
+    """`measure`, but timed by pytest-benchmark so the statistics go into its JSON.
+
+    paired_gemm: time the reference matrix product (`gemm_rate`) right before every round, so each
+    round's FLOP/s is compared with the peak under the same conditions (`Measurement.peak_fraction`):
+    on a shared machine the load changes between the start of a case and its rounds."""
+    probe, peaks, rates = MemoryProbe(device), [], []
+
+    def setup():
+        if paired_gemm:
+            rates.append(gemm_rate(device, DTYPE_OF[device]))
+        probe.reset()
 
     def timed():
         out = fn()
@@ -106,34 +124,40 @@ def measure_with_benchmark(benchmark, fn, rounds: int, device: str = "cpu", warm
         return out
 
     benchmark._timer = clock(device)  # pytest-benchmark's own timer option is global; ours depends on the device
-    output = benchmark.pedantic(timed, setup=probe.reset, teardown=lambda: peaks.append(probe.peak()),
+    output = benchmark.pedantic(timed, setup=setup, teardown=lambda: peaks.append(probe.peak()),
                                 rounds=rounds, iterations=1, warmup_rounds=warmup)
-    return Measurement(seconds=list(benchmark.stats.stats.data), peak_bytes=max(peaks), output=output)
+    return Measurement(seconds=list(benchmark.stats.stats.data), peak_bytes=max(peaks), output=output,
+                       gemm_rates=rates[-rounds:] if paired_gemm else [])
+
+
+DTYPE_OF = {"cpu": torch.float32, "cuda": torch.bfloat16}
+# CPU: the shapes of the connector's and router's products; CUDA: one large square product.
+GEMM_SHAPES = {"cpu": [(4096, 1152, 4608), (4096, 4608, 1152), (4096, 1152, 1152)], "cuda": [(8192,) * 3]}
+
+
+def gemm_rate(device: str = "cpu", dtype=torch.float32, shape=None, repeats: int = 1) -> float:
+    """FLOP/s of one matrix product of `shape` (default: the device's first reference shape),
+    the median of `repeats` timed products after one untimed one."""
+    m, k, n = shape or GEMM_SHAPES[device][0]
+    now = clock(device)
+    with torch.inference_mode():
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        a @ b
+        seconds = []
+        for _ in range(repeats):
+            synchronize(device)
+            start = now()
+            a @ b
+            synchronize(device)
+            seconds.append(now() - start)
+    return 2 * m * k * n / statistics.median(seconds)
 
 
 def gemm_peak_flops(device: str = "cpu", dtype=torch.float32) -> float:
-    """FLOP/s of large matrix products on this machine, measured now.
-
-    CPU: the shapes of the connector's and router's products (4096 rows, widths 1152
-    and 4608); CUDA: 8192^3. The median of 3 runs per shape, best shape: a steady rate
-    under the same conditions as the case measured next to it, not a lucky burst.
-    """
-    shapes = [(4096, 1152, 4608), (4096, 4608, 1152), (4096, 1152, 1152)] if device == "cpu" else [(8192,) * 3]
-    rates, now = [], clock(device)
-    with torch.inference_mode():
-        for m, k, n in shapes:
-            a = torch.randn(m, k, device=device, dtype=dtype)
-            b = torch.randn(k, n, device=device, dtype=dtype)
-            a @ b
-            seconds = []
-            for _ in range(3):
-                synchronize(device)
-                start = now()
-                a @ b
-                synchronize(device)
-                seconds.append(now() - start)
-            rates.append(2 * m * k * n / statistics.median(seconds))
-    return max(rates)
+    """FLOP/s of large matrix products on this machine, measured now: the median of 3 runs per
+    reference shape, best shape (a steady rate under the current conditions, not a lucky burst)."""
+    return max(gemm_rate(device, dtype, shape, repeats=3) for shape in GEMM_SHAPES[device])
 
 
 def connector_flops_by_part(frames_per_scene, num_patches, dim, num_latents=256, depth=2, heads=2, dim_head=64,

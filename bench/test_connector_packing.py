@@ -2,14 +2,20 @@
 
 12 scenes of 2 to 120 frames at SALOVA's real size (D = 1152, P = 196, 257
 latents), one forward each. Packed and padded outputs are compared in the same
-run. Reported: times, peak memory, achieved FLOP/s against a same-run matrix
-product. Goals: padded / packed time >= 5, packed / padded peak memory <= 0.25,
-packed faster than the per-scene loop, >= 0.75 of the GEMM rate. Asserted:
-time ratio >= 3 and FLOP/s fraction >= 0.5 (floors under the goals: on the
-shared 2-core box, in CPU time on one thread, the time ratio measured 3.95-5.6
-from run to run; ~9x in wall time with 2 threads on the idle machine),
-memory ratio <= 0.25, packed faster than per-scene.
+run. Reported: times, peak memory, and achieved FLOP/s against a matrix product
+(4096 x 1152 x 4608, the latents' MLP shape) timed right before each round: the
+fraction is the median over rounds of the two rates' ratio, so a change of load
+during the run affects both sides. Goals: padded / packed time >= 5, packed /
+padded peak memory <= 0.25, packed faster than the per-scene loop, >= 0.75 of
+the GEMM rate. Asserted: time ratio >= 3 and FLOP/s fraction >= 0.5 (floors
+under the goals: on the shared 2-core box, in CPU time on one thread, the time
+ratio measured 5.1-8.4 from run to run; the fraction 0.84 paired round by round
+(connector 5-min roofline 0.92), 0.62-0.80 against a peak measured once at the
+start of the case, lower when the other core runs memory-heavy work), memory
+ratio <= 0.25, packed faster than per-scene.
 """
+
+import statistics
 
 import torch
 
@@ -35,7 +41,7 @@ def test_connector_packed_vs_padded(benchmark, record, device, dtype, gemm_peak,
     connector, patches, scene_cls = connector_and_inputs(device, dtype, SCENE_FRAMES)
     with torch.inference_mode():
         packed = measure_with_benchmark(benchmark, lambda: connector(patches, SCENE_FRAMES, scene_cls),
-                                        rounds=3, device=device, warmup=1)
+                                        rounds=3, device=device, warmup=1, paired_gemm=True)
         per_scene = measure(lambda: per_scene_forward(connector, patches, SCENE_FRAMES, scene_cls),
                             rounds=2, device=device)
         padded = measure(lambda: padded_forward(connector, patches, SCENE_FRAMES, scene_cls),
@@ -44,7 +50,7 @@ def test_connector_packed_vs_padded(benchmark, record, device, dtype, gemm_peak,
     torch.testing.assert_close(per_scene.output.float(), padded.output.float(), **TOLERANCE[dtype])
     profile("connector", lambda: connector(patches, SCENE_FRAMES, scene_cls))
 
-    achieved = connector_flops(SCENE_FRAMES, PATCHES, DIM) / packed.median
+    flops = connector_flops(SCENE_FRAMES, PATCHES, DIM)
     metrics = {
         "packed_s": packed.median, "padded_s": padded.median, "per_scene_s": per_scene.median,
         "packed_peak_mib": mib(packed.peak_bytes), "padded_peak_mib": mib(padded.peak_bytes),
@@ -52,8 +58,9 @@ def test_connector_packed_vs_padded(benchmark, record, device, dtype, gemm_peak,
         "time_ratio_padded_over_packed": padded.median / packed.median,
         "time_ratio_per_scene_over_packed": per_scene.median / packed.median,
         "memory_ratio_packed_over_padded": packed.peak_bytes / padded.peak_bytes,
-        "packed_gflops": achieved / 1e9, "gemm_peak_gflops": gemm_peak / 1e9,
-        "peak_fraction": achieved / gemm_peak,
+        "packed_gflops": flops / packed.median / 1e9, "gemm_peak_gflops": statistics.median(packed.gemm_rates) / 1e9,
+        "gemm_best_shape_gflops": gemm_peak / 1e9,
+        "peak_fraction": packed.peak_fraction(flops),
         "max_abs_diff_packed_vs_padded": (packed.output.float() - padded.output.float()).abs().max().item(),
     }
     goals = {"time_ratio_padded_over_packed": ">= 5 (asserted >= 3)", "memory_ratio_packed_over_padded": "<= 0.25",
