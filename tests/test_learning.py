@@ -153,6 +153,27 @@ def test_router_probe_recall_counts_the_target_among_the_k_best():
     assert recall(scores, [3, 1], k=9) == [True, True]  # k beyond T takes every scene
 
 
+def test_router_probe_rephrases_a_held_out_question_in_the_first_training_phrasing():
+    from training.router_probe import training_phrasing
+
+    colour = {"asked": "background", "key": {"shape_color": "red"}}
+    assert training_phrasing(colour) == "In the scene with a red object, what color is the background?"
+    motion = {"asked": "motion", "key": {"background": "blue", "label": "cat"}}
+    assert training_phrasing(motion) == 'In the scene with an object on a blue background labelled "cat", how does the shape move?'
+
+
+def test_report_splits_accuracy_by_whether_the_answer_scene_is_in_focus():
+    from training.results_report import focus_split
+
+    def row(focus_times, correct):  # the answer lies in 10-12 s; top-1 is the first Focus scene
+        return {"answer_span": [10.0, 12.0], "failure": None, "focus": list(range(len(focus_times))), "top1": 0,
+                "focus_times": focus_times, "correct": correct}
+
+    rows = [row([[0.0, 5.0], [9.0, 13.0]], True), row([[9.5, 12.5]], False), row([[0.0, 5.0]], True),
+            row([[20.0, 30.0]], False), {"answer_span": None, "correct": True}]  # the last cannot be judged
+    assert focus_split(rows) == {True: (2, 50.0), False: (2, 50.0)}
+
+
 def test_report_scores_the_same_questions_for_every_variant():
     from training.results_report import constant_answer_scores, subset_scores
 

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from salova.config import PRESETS
 from salova.data import records, render, synth
 from salova.errors import ConfigError
 
@@ -18,6 +19,21 @@ from salova.errors import ConfigError
 def ci(tmp_path_factory):
     out = tmp_path_factory.mktemp("ci")
     manifest = synth.generate("ci", out, seed=0, show_progress=False)
+    return out, manifest, json.loads((out / "ground_truth.json").read_text())
+
+
+# A miniature of the `small` preset's corpus: perceivable attributes only, K = 5 questions per
+# training video, held-out videos of 30-40 scenes.
+PERCEIVABLE_PRESET = synth.Preset("perceivable", stage1_clips=4, stage1_images=2, train_videos=4, sft_questions=5,
+                                  benchmark_videos=2, benchmark_questions=4, video_seconds=(20.0, 30.0), scenes=(6, 10),
+                                  benchmark_video_seconds=(64.0, 80.0), benchmark_scenes=(30, 40),
+                                  niah_minutes=(1, 3), niah_depths=(0, 50, 100), perceivable_only=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def perceivable(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perceivable")
+    manifest = synth.generate(PERCEIVABLE_PRESET, out, seed=0, show_progress=False)
     return out, manifest, json.loads((out / "ground_truth.json").read_text())
 
 
@@ -170,9 +186,10 @@ def load_set(out, suite):
     return records.load_questions(out / BENCHMARK_FILES[suite], suite)
 
 
+@pytest.mark.parametrize("corpus", ["ci", "perceivable"])
 @pytest.mark.parametrize("suite", sorted(BENCHMARK_FILES))
-def test_every_answer_lives_in_exactly_one_scene(ci, suite):
-    out, _, truth = ci
+def test_every_answer_lives_in_exactly_one_scene(request, corpus, suite):
+    out, _, truth = request.getfixturevalue(corpus)
     questions = load_set(out, suite)
     facts = {q["question_id"]: q for q in truth["questions"] if q["benchmark"] == suite}
     assert len(questions) == len(facts) > 0
@@ -356,4 +373,97 @@ def test_held_out_videos_follow_the_benchmark_scene_range(tmp_path):
 def test_small_preset_asks_for_many_scene_held_out_videos():
     small = synth.configure("small")
     assert small.held_out().scenes == (30, 120) and small.scenes == (8, 40)
+    # Every training question's answer scene fits in the `small` model's Focus of K scenes.
+    assert small.perceivable_only and small.sft_questions <= PRESETS["small"]["focus_k"]
     assert synth.configure("train").held_out() == synth.configure("train")  # other presets unchanged
+
+
+# ----------------------------------------------------------------------------- perceivable-only corpora (`small`)
+
+
+def test_perceivable_scenes_print_no_label_and_captions_name_only_colours_and_shape(perceivable):
+    out, _, truth = perceivable
+    scenes = [scene for video in truth["videos"].values() for scene in video["scenes"]]
+    assert scenes and all(scene["label"] == "" for scene in scenes)
+    for scene in scenes:
+        article = "an" if scene["background"][0] in "aeiou" else "a"
+        expected = f"A {scene['shape_color']} {scene['shape']} on {article} {scene['background']} background."
+        assert scene["caption"] == expected
+    stage1 = records.load_stage1(out / "train/stage1.json", out / "train")
+    assert {record.caption for record in stage1 if record.media_kind == "video"} <= {s["caption"] for s in scenes}
+
+
+def test_perceivable_questions_name_one_colour_and_ask_the_other(perceivable):
+    _, _, truth = perceivable
+    assert truth["questions"]
+    for fact in truth["questions"]:
+        (key_attribute,) = fact["key"]
+        assert {key_attribute, fact["asked"]} == {"background", "shape_color"}
+
+
+def test_perceivable_training_videos_ask_at_most_focus_k_questions_in_training_phrasings(perceivable):
+    out, _, truth = perceivable
+    held_out = list(synth.HELD_OUT_TEMPLATES.values())
+    sft = records.load_sft(out / "train/sft.json", out / "train")
+    scenes_by_record = {record["id"]: record["question_scenes"] for record in truth["sft"]}
+    phrasings = set()
+    for record in sft:
+        scenes = scenes_by_record[record.id]
+        assert len(scenes) == len(set(scenes)) == PERCEIVABLE_PRESET.sft_questions
+        for question in record.questions:
+            text = next(line for line in question.split("\n") if line and line != "<image>")
+            for template in held_out:
+                head, _, tail = template.partition("{scene}")
+                assert not (text.startswith(head.replace("{thing}", "shape")) and text.endswith(tail)), text
+            phrasings.add(text.split(" the scene with ")[0])
+    assert len(phrasings) >= 8  # several phrasings, not one template per attribute
+
+
+@pytest.mark.parametrize("corpus", ["ci", "perceivable"])
+@pytest.mark.parametrize("suite", ["videomme", "mlvu", "longvideobench"])
+def test_answer_letters_are_balanced_in_each_held_out_set(request, corpus, suite):
+    out, _, _ = request.getfixturevalue(corpus)
+    questions = load_set(out, suite)
+    letters = [question.answer for question in questions]
+    option_count = len(questions[0].options)
+    counts = [letters.count(letter) for letter in "ABCDE"[:option_count]]
+    assert sum(counts) == len(questions) and max(counts) - min(counts) <= 1
+
+
+@given(seed=st.integers(0, 2**32 - 1), option_count=st.integers(2, 5), rounds=st.integers(1, 6))
+def test_answer_positions_use_every_position_equally_often(seed, option_count, rounds):
+    positions = synth.AnswerPositions(np.random.default_rng(seed))
+    dealt = [positions.deal(option_count) for _ in range(option_count * rounds)]
+    assert sorted(dealt) == sorted(list(range(option_count)) * rounds)
+
+
+@given(seed=st.integers(0, 2**32 - 1), count=st.integers(1, 60), questions=st.integers(1, 5))
+def test_perceivable_questions_keep_videos_drawable_and_keys_unique(seed, count, questions):
+    rng = np.random.default_rng(seed)
+    looks = synth.related_looks(rng, count, labels=synth.UNLABELLED)
+    asked = synth.ask_perceivable(rng, looks, questions, synth.HELD_OUT_TEMPLATES, 4, synth.AnswerPositions(rng))
+    assert len(asked) == min(questions, count) and len({q.scene for q in asked}) == len(asked)
+    assert all(look["shape_color"] != look["background"] for look in looks)
+    assert all(a["background"] != b["background"] for a, b in zip(looks, looks[1:]))
+    for question in asked:
+        named = [i for i, look in enumerate(looks) if all(look[a] == v for a, v in question.key.items())]
+        assert named == [question.scene] and question.options[question.answer_index] == looks[question.scene][question.asked]
+
+
+def test_perceivable_niah_names_the_needle_by_a_colour_no_haystack_scene_shows_in_that_role(perceivable):
+    out, _, truth = perceivable
+    rows = pq.read_table(out / BENCHMARK_FILES["niah"]).to_pylist()
+    facts = {fact["question_id"]: fact for fact in truth["questions"] if fact["benchmark"] == "niah"}
+    for minutes in (1.0, 3.0):
+        same_length = [r for r in rows if r["haystack_minutes"] == minutes]
+        assert len({(r["question"], tuple(r["options"]), r["answer"]) for r in same_length}) == 2
+        needles = set()
+        for row in same_length:
+            scenes = truth["videos"][f"niah/data/{row['videoID']}.mp4"]["scenes"]
+            needle = scenes[row["answer_scene"]]
+            needles.add((needle["background"], needle["shape_color"]))
+            haystack = scenes[: row["answer_scene"]] + scenes[row["answer_scene"] + 1 :]
+            assert all(s["background"] != needle["background"] and s["shape_color"] != needle["shape_color"] for s in haystack)
+            (attribute,) = facts[row["question_id"]]["key"]
+            assert facts[row["question_id"]]["key"][attribute] == needle[attribute]
+        assert len(needles) == 1  # the same needle at every depth

@@ -5,8 +5,9 @@
 Reads OUT/summary.json and every evaluation's results.json and samples.jsonl (written by
 evals.run) and prints: the variants table, every variant scored on the same questions (the
 first --ablation-limit of each task; accuracy per task, router recall@1 / @K), the same on
-videos of >= 30 scenes, the full model's per-task scores, accuracy by video length and NIAH
-grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
+videos of >= 30 scenes, each variant's accuracy split by whether the router put the answer
+scene among the Focus scenes, the full model's per-task scores, accuracy by video length and
+NIAH grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
 map and accuracy-by-length plot there.
 """
 
@@ -103,6 +104,28 @@ def constant_answer_scores(rows: list[dict], limit: int | None, min_scenes: int 
     return scores
 
 
+def focus_split(rows: list[dict]) -> dict[bool, tuple[int, float | None]]:
+    """{answer scene in Focus?: (questions, accuracy %)} over the rows the diagnostics can judge.
+    Equal accuracies on both sides mean the answers do not depend on seeing the right scene."""
+    split: dict[bool, list[bool]] = {True: [], False: []}
+    for row in rows:
+        hits = retrieval_hits(row)
+        if hits is not None:
+            split[hits[1]].append(bool(row.get("correct")))
+    return {side: (len(v), 100.0 * sum(v) / len(v) if v else None) for side, v in split.items()}
+
+
+def focus_split_table(summary: dict, results: dict[str, dict]) -> str:
+    lines = ["| variant | K | answer scene in Focus: questions | accuracy | not in Focus: questions | accuracy |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name in results:
+        entry = summary["evaluations"][name]
+        split = focus_split(read_samples(entry["results"]))
+        lines.append(f"| {entry['variant']} | {entry['k']} | {split[True][0]} | {_cell(split[True][1])} | "
+                     f"{split[False][0]} | {_cell(split[False][1])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def per_task_router_table(run: dict) -> str:
     lines = ["| task | questions | accuracy | router recall@1 | router recall@K |", "|---|---|---|---|---|"]
     for task, label in TASKS.items():
@@ -164,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Variants ({which})\n\n" + variants_table(summary, results, common) + "\n")
     print(f"## Variants, questions on videos of >= 30 detected scenes ({which})\n\n"
           + variants_table(summary, results, common, min_scenes=30) + "\n")
+    print("## Accuracy by whether the answer scene is in the Focus (every question)\n\n"
+          + focus_split_table(summary, results) + "\n")
     if HEADLINE in results:
         headline = results[HEADLINE]
         print("## Full model, K = 5, every question, per task\n\n" + per_task_router_table(headline) + "\n")

@@ -5,7 +5,10 @@ the right scene when scene detection is out of the way?
 
 For every held-out video of the named benchmark sets (ground_truth.json of a synthetic corpus),
 the video is encoded with its true scenes and the router scores every scene against
-- each question (target: the question's answer scene), and
+- each question (target: the question's answer scene),
+- the same question in a training phrasing ("rephrased": the first SFT phrasing of the asked
+  attribute, naming the scene the same way), which separates the router's generalisation to
+  unseen phrasings from its generalisation to unseen, longer videos, and
 - each scene's caption (target: that scene),
 giving recall@1 and recall@5 with chance (1/T and min(5, T)/T averaged over the queries).
 evals.run's router diagnostics measure the same on detected scenes, questions only.
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from salova.data import synth
 from salova.data.collate import DataSettings, video_pixels
 from salova.modeling.salova import SalovaForCausalLM
 from salova.processing import SalovaProcessor
@@ -34,6 +38,7 @@ class HeldOutVideo:
     scenes: list[dict]  # scene records (start/end frame and fps), in temporal order
     captions: list[str]  # one per scene
     questions: list[tuple[str, int]]  # (router query text, answer scene)
+    rephrased: list[tuple[str, int]]  # the same questions in a training phrasing
 
 
 def held_out_videos(root: Path, benchmarks=tuple(BENCHMARK_FOLDERS)) -> list[HeldOutVideo]:
@@ -45,12 +50,22 @@ def held_out_videos(root: Path, benchmarks=tuple(BENCHMARK_FOLDERS)) -> list[Hel
         if relative.startswith(prefixes):
             scenes = [{"start_frame": s["start_frame"], "end_frame": s["end_frame"], "start_fps": video["fps"],
                        "end_fps": video["fps"]} for s in video["scenes"]]  # fmt: skip
-            videos[relative] = HeldOutVideo(root / relative, scenes, [s["caption"] for s in video["scenes"]], [])
+            videos[relative] = HeldOutVideo(root / relative, scenes, [s["caption"] for s in video["scenes"]], [], [])
     for question in truth["questions"]:
         key = (question["benchmark"], question["question_id"])
         if question["video"] in videos and key in texts:
             videos[question["video"]].questions.append((texts[key], question["answer_scene"]))
+            videos[question["video"]].rephrased.append((training_phrasing(question), question["answer_scene"]))
     return list(videos.values())
+
+
+def training_phrasing(question: dict) -> str:
+    """A ground-truth question (key, asked) in the first SFT phrasing of the asked attribute
+    (for the colours, the same as the all-attribute corpora's training template)."""
+    asked = question["asked"]
+    template = synth.TRAIN_PHRASINGS[asked][0] if asked in synth.TRAIN_PHRASINGS else synth.TRAIN_TEMPLATES[asked]
+    text = template.format(scene=synth.scene_phrase(question["key"]), thing="shape")
+    return text[0].upper() + text[1:]
 
 
 def question_texts(root: Path) -> dict[tuple[str, str], str]:
@@ -77,14 +92,16 @@ def recall(scores: torch.Tensor, targets: list[int], k: int) -> list[bool]:
 @torch.no_grad()
 def probe(model: SalovaForCausalLM, processor: SalovaProcessor, videos: list[HeldOutVideo], k: int = 5) -> dict:
     sampler = DataSettings.for_config(model.config).sampler
-    hits = {"question": ([], []), "caption": ([], [])}  # (hit@1, hit@k) per query
-    chance = {"question": ([], []), "caption": ([], [])}  # (1/T, min(k, T)/T) per query
+    kinds = ("question", "rephrased", "caption")
+    hits = {kind: ([], []) for kind in kinds}  # (hit@1, hit@k) per query
+    chance = {kind: ([], []) for kind in kinds}  # (1/T, min(k, T)/T) per query
     for video in videos:
         pixels, frames = video_pixels(video.path, sampler, video.scenes)
         features = model.encode_video(pixels, frames)
         count = features.num_scenes
         queries = {"caption": (video.captions, list(range(count))),
-                   "question": ([q for q, _ in video.questions], [s for _, s in video.questions])}  # fmt: skip
+                   "question": ([q for q, _ in video.questions], [s for _, s in video.questions]),
+                   "rephrased": ([q for q, _ in video.rephrased], [s for _, s in video.rephrased])}  # fmt: skip
         for kind, (texts, targets) in queries.items():
             if not texts:
                 continue

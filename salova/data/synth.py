@@ -20,7 +20,14 @@ attributes:
 - questions about one scene: the scene is named by a few of its attributes that no other
   scene of the video shares all together, and one other attribute is asked, so the
   answer lives in exactly one scene. Distractor scenes share attributes with it, and the
-  wrong options are preferably values shown elsewhere in the same video.
+  wrong options are preferably values shown elsewhere in the same video. The correct
+  option's position is dealt so that each set uses every letter equally often.
+
+The `small` preset is *perceivable-only* (``Preset.perceivable_only``): nothing is printed,
+captions name shape colour, shape and background, and every question names its scene by one
+colour no other scene shows in that role and asks the other colour (``ask_perceivable``);
+the SFT questions use many phrasings (``TRAIN_PHRASINGS``) and the NIAH needle is named by a
+colour the haystack never shows in that role.
 
 The layout on disk (documented in docs/data.md) mirrors the public downloads::
 
@@ -75,12 +82,26 @@ VOCABULARY = {
 MOTION_PHRASES = {"static": "standing still", "left": "moving left", "right": "moving right",
                   "up": "moving up", "down": "moving down"}  # fmt: skip
 
+# What the `small` model's vision features carry (a linear probe on its scene features,
+# docs/results.md): the background colour perfectly, the shape colour partly; the shape weakly,
+# the motion and a printed word not at all. Perceivable-only corpora key and ask only these.
+PERCEIVABLE = ("background", "shape_color")
+UNLABELLED = ("",)  # the label of a perceivable-only scene: nothing printed
+
 Look = dict  # attribute -> value, one scene without its duration
 
 
 def attribute_text(attribute: str, value: str) -> str:
     """How a value is written in questions, options and captions."""
     return MOTION_PHRASES[value] if attribute == "motion" else value
+
+
+def caption(look: Look, perceivable_only: bool) -> str:
+    """A scene's caption: all five attributes (SceneSpec.caption), or, perceivable-only, the
+    colours and the shape: 'A red circle on a blue background.'"""
+    if not perceivable_only:
+        return render.SceneSpec(duration_s=1.0, **look).caption()
+    return f"A {look['shape_color']} {look['shape']} on {_article(look['background'])} {look['background']} background."
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,6 +128,10 @@ class Preset:
     # Held-out benchmark videos of their own length and scene count (None: as the training videos).
     benchmark_video_seconds: tuple[float, float] | None = None
     benchmark_scenes: tuple[int, int] | None = None
+    # True: the corpus uses only what the `small` model's vision features carry (see
+    # PERCEIVABLE): no printed labels, captions without label and motion, every question keyed
+    # by one colour unique in its video and asking the other, varied training phrasings.
+    perceivable_only: bool = False
 
     def held_out(self) -> Preset:
         """The preset the benchmark writers plan their videos with."""
@@ -122,13 +147,14 @@ PRESETS = {
     "niah": Preset("niah", niah_minutes=(1, 5, 15, 30, 60)),
     "train": Preset("train", stage1_clips=300, stage1_images=100, train_videos=80, sft_questions=4,
                     benchmark_videos=20, video_seconds=(20.0, 180.0), scenes=(3, 12)),
-    # The corpus of the `small` model's CPU reproduction (training/reproduce.py): training videos
-    # of 8-40 scenes with 8 questions each; held-out benchmark videos of 30-120 scenes (1-4 min),
-    # so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
-    "small": Preset("small", stage1_clips=400, stage1_images=200, train_videos=160, sft_questions=8,
+    # The corpus of the `small` model's CPU reproduction (training/reproduce.py), perceivable
+    # attributes only: training videos of 8-40 scenes with 5 questions each (= Focus K, so every
+    # answer scene is in the Focus stage 2 trains with); held-out benchmark videos of 30-120 scenes
+    # (1-4 min), so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
+    "small": Preset("small", stage1_clips=2000, stage1_images=200, train_videos=240, sft_questions=5,
                     benchmark_videos=12, benchmark_questions=4, video_seconds=(20.0, 100.0), scenes=(8, 40),
                     benchmark_video_seconds=(70.0, 250.0), benchmark_scenes=(30, 120),
-                    niah_minutes=(1, 5, 15, 30, 60)),
+                    niah_minutes=(1, 5, 15, 30, 60), perceivable_only=True),
 }  # fmt: skip
 MIN_SCENE_SECONDS = 2.0
 VIDEO_SECONDS_RANGE = (10.0, 3600.0)
@@ -179,12 +205,12 @@ def _drawable(look: Look, previous: Look | None) -> bool:
     return look["shape_color"] != look["background"] and (previous is None or look["background"] != previous["background"])
 
 
-def related_looks(rng: np.random.Generator, count: int, share: float = 0.6) -> list[Look]:
+def related_looks(rng: np.random.Generator, count: int, share: float = 0.6, labels: Sequence[str] = LABELS) -> list[Look]:
     """``count`` distinct looks; with probability ``share`` a scene copies one or two
     attributes of an earlier scene, so videos hold look-alike distractors."""
     looks: list[Look] = []
     while len(looks) < count:
-        look = random_look(rng)
+        look = random_look(rng, labels)
         if looks and rng.random() < share:
             model = looks[int(rng.integers(len(looks)))]
             for attribute in rng.permutation(ATTRIBUTES)[: int(rng.integers(1, 3))]:
@@ -241,7 +267,8 @@ def plan_video(rng: np.random.Generator, path: str, preset: Preset, share: float
     most = min(preset.scenes[1], total // minimum)
     count = int(rng.integers(preset.scenes[0], most + 1))
     frames = split_frames(rng, total, count, minimum)
-    return Video(path, related_looks(rng, count, share), frames, preset.fps, preset.size, int(rng.integers(2**31)))
+    looks = related_looks(rng, count, share, UNLABELLED if preset.perceivable_only else LABELS)
+    return Video(path, looks, frames, preset.fps, preset.size, int(rng.integers(2**31)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,6 +318,22 @@ HELD_OUT_TEMPLATES = {
     "background": "What is the background color of {scene}?",
     "motion": "Which way does the {thing} go in {scene}?",
     "label": "What word is written in {scene}?",
+}
+# Perceivable-only SFT phrasings: many, some with the scene at the end like the held-out ones,
+# none of them a held-out template (a test checks).
+TRAIN_PHRASINGS = {
+    "background": (
+        "In {scene}, what color is the background?", "What color is the background in {scene}?",
+        "Which color is the background of {scene}?", "Tell me the background color in {scene}.",
+        "Name the color behind the {thing} in {scene}.", "Look at {scene}. Which color is its background?",
+        "What background color is used in {scene}?", "For {scene}, what is the color of the background?",
+    ),
+    "shape_color": (
+        "In {scene}, what color is the {thing}?", "What color is the {thing} in {scene}?",
+        "Which color is the {thing} shown in {scene}?", "Tell me the color of the {thing} in {scene}.",
+        "Name the color of the {thing} that appears in {scene}.", "Look at {scene}. Which color is its {thing}?",
+        "What is the color of the {thing} in {scene}?", "For {scene}, what color does the {thing} have?",
+    ),
 }
 VIDEOMME_TASK_TYPE = {"shape": "Object Recognition", "shape_color": "Attribute Perception",
                       "background": "Attribute Perception", "motion": "Action Recognition", "label": "OCR Problems"}  # fmt: skip
@@ -346,33 +389,101 @@ def _distractors(rng: np.random.Generator, looks: list[Look], scene: int, asked:
     return [str(v) for v in rng.permutation(shown)] + [str(v) for v in rng.permutation(unseen)][: max(0, count - len(shown))]
 
 
+class AnswerPositions:
+    """Deals the correct option's position for the questions of one set so that every position
+    is used equally often (exactly when the set's size is a multiple of the option count).
+    Independent draws are not enough at these set sizes: seed 0 of the `small` corpus made "A"
+    the answer of 24 of its 48 held-out Video-MME questions, and a model that always says "A"
+    scored 50 %."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.decks: dict[int, list[int]] = {}
+
+    def deal(self, option_count: int) -> int:
+        deck = self.decks.setdefault(option_count, [])
+        if not deck:
+            deck.extend(int(i) for i in self.rng.permutation(option_count))
+        return deck.pop()
+
+
+def _template(rng: np.random.Generator, entry: str | Sequence[str]) -> str:
+    """One template of a templates entry: the string itself, or one of several phrasings."""
+    return entry if isinstance(entry, str) else entry[int(rng.integers(len(entry)))]
+
+
 def make_question(rng: np.random.Generator, looks: list[Look], scene: int, asked: str, templates: dict,
-                  option_count: int, key: Look | None = None) -> SceneQuestion | None:  # fmt: skip
+                  option_count: int, positions: AnswerPositions, key: Look | None = None) -> SceneQuestion | None:  # fmt: skip
     """A question naming ``scene`` by ``key`` (by default the fewest attributes unique
     to it) and asking ``asked``; None when no such key exists."""
     key = key or unique_key(rng, looks, scene, asked)
     if key is None:
         return None
-    text = templates[asked].format(scene=scene_phrase(key), thing="shape")
+    text = _template(rng, templates[asked]).format(scene=scene_phrase(key), thing="shape")
     text = text[0].upper() + text[1:]
     values = _distractors(rng, looks, scene, asked, option_count - 1)[: option_count - 1]
-    answer_index = int(rng.integers(len(values) + 1))
+    answer_index = positions.deal(len(values) + 1)
     values.insert(answer_index, looks[scene][asked])
     options = tuple(attribute_text(asked, v) for v in values)
     return SceneQuestion(scene, asked, key, text, options[answer_index], options, answer_index)
 
 
-def ask_about(rng: np.random.Generator, looks: list[Look], count: int, templates: dict, option_count: int) -> list[SceneQuestion]:
+def ask_about(rng: np.random.Generator, looks: list[Look], count: int, templates: dict, option_count: int,
+              positions: AnswerPositions) -> list[SceneQuestion]:  # fmt: skip
     """Up to ``count`` questions, each about a different (scene, attribute)."""
     pairs = [(s, a) for s in range(len(looks)) for a in ATTRIBUTES]
     questions = []
     for index in rng.permutation(len(pairs)):
-        question = make_question(rng, looks, *pairs[index], templates, option_count)
+        question = make_question(rng, looks, *pairs[index], templates, option_count, positions)
         if question is not None:
             questions.append(question)
         if len(questions) == count:
             break
     return questions
+
+
+def _recolour(rng: np.random.Generator, looks: list[Look], index: int, attribute: str, exclude: set[str]) -> None:
+    """Gives scene ``index`` another ``attribute`` colour outside ``exclude``, keeping the scene
+    drawable (shape colour != background, background != the neighbours' backgrounds)."""
+    look = looks[index]
+    if attribute == "background":
+        neighbours = {looks[i]["background"] for i in (index - 1, index + 1) if 0 <= i < len(looks)}
+        exclude = exclude | neighbours | {look["shape_color"]}
+    else:
+        exclude = exclude | {look["background"]}
+    look[attribute] = _pick(rng, COLORS, exclude=sorted(exclude))
+
+
+def ask_perceivable(rng: np.random.Generator, looks: list[Look], count: int, templates: dict, option_count: int,
+                    positions: AnswerPositions) -> list[SceneQuestion]:  # fmt: skip
+    """Questions about ``count`` different scenes for a perceivable-only corpus: one colour of
+    each scene (background or shape colour) is made unique in the video by recolouring the
+    other scenes that show it, and the other colour is asked. Recolours ``looks`` in place, so
+    call it before the video is written."""
+    keys: dict[str, set[str]] = {attribute: set() for attribute in PERCEIVABLE}
+    chosen = []
+    for scene in rng.choice(len(looks), size=min(count, len(looks)), replace=False):
+        attribute = PERCEIVABLE[int(rng.integers(len(PERCEIVABLE)))]
+        value = looks[scene][attribute]
+        for other in range(len(looks)):
+            if other != scene and looks[other][attribute] == value:
+                _recolour(rng, looks, other, attribute, keys[attribute] | {value})
+        keys[attribute].add(value)
+        chosen.append((int(scene), attribute))
+    return [make_question(rng, looks, scene, _other_colour(attribute), templates, option_count, positions,
+                          {attribute: looks[scene][attribute]}) for scene, attribute in chosen]  # fmt: skip
+
+
+def _other_colour(attribute: str) -> str:
+    (other,) = [a for a in PERCEIVABLE if a != attribute]
+    return other
+
+
+def questions_about(rng: np.random.Generator, preset: Preset, video: Video, templates: dict,
+                    option_count: int, positions: AnswerPositions, count: int) -> list[SceneQuestion]:  # fmt: skip
+    """The questions of one video: perceivable-only or over all attributes, as the preset says."""
+    ask = ask_perceivable if preset.perceivable_only else ask_about
+    return ask(rng, video.looks, count, templates, option_count, positions)
 
 
 def lettered(options: Sequence[str]) -> str:
@@ -387,8 +498,9 @@ def lettered(options: Sequence[str]) -> str:
 class Corpus:
     """Collects what one run writes: files (for the manifest), ground truth and counts."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, perceivable_only: bool = False):
         self.out = out
+        self.perceivable_only = perceivable_only
         self.files: list[str] = []
         self.videos: dict[str, dict] = {}
         self.questions: list[dict] = []
@@ -398,12 +510,15 @@ class Corpus:
     def add_video(self, video: Video) -> None:
         video.write(self.out)
         self.files.append(video.path)
-        captions = [spec.caption() for spec in video.specs]
+        captions = [self.caption(look) for look in video.looks]
         self.videos[video.path] = {
             "fps": video.fps, "size": list(video.size), "duration_s": video.duration_s,
             "scenes": [{"start_frame": s, "end_frame": e, **look, "caption": c}
                        for (s, e), look, c in zip(video.spans, video.looks, captions)],
         }  # fmt: skip
+
+    def caption(self, look: Look) -> str:
+        return caption(look, self.perceivable_only)
 
     def write_json(self, relative: str, value) -> None:
         path = self.out / relative
@@ -434,17 +549,17 @@ SCENE_PROMPT = "<video>\nDescribe this scene in detail."
 
 def write_stage1(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
     """Single-scene clips (2-4 s) and still images, each with its caption."""
-    records = []
+    records, labels = [], UNLABELLED if preset.perceivable_only else LABELS
     for n in _progress(range(preset.stage1_clips), "stage-1 clips", show):
-        look = random_look(rng)
+        look = random_look(rng, labels)
         frames = round(rng.uniform(2.0, 4.0) * preset.fps)
         video = Video(f"train/clips/clip_{n:05d}.mp4", [look], [frames], preset.fps, preset.size, int(rng.integers(2**31)))
         corpus.add_video(video)
         prompt = STAGE1_VIDEO_PROMPTS[n % len(STAGE1_VIDEO_PROMPTS)]
         records.append({"id": f"synth_clip_{n:05d}", "video": video.path.removeprefix("train/"),
-                        "conversations": _pair(f"<image>\n{prompt}", video.specs[0].caption())})  # fmt: skip
+                        "conversations": _pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
     for n in range(preset.stage1_images):
-        look = random_look(rng)
+        look = random_look(rng, labels)
         spec = render.SceneSpec(duration_s=1 / preset.fps, **look)
         frame = next(render.render_frames([spec], preset.fps, preset.size, seed=int(rng.integers(2**31))))
         relative = f"train/images/image_{n:05d}.png"
@@ -453,7 +568,7 @@ def write_stage1(corpus: Corpus, rng: np.random.Generator, preset: Preset, show:
         corpus.files.append(relative)
         prompt = STAGE1_IMAGE_PROMPTS[n % len(STAGE1_IMAGE_PROMPTS)]
         records.append({"id": f"synth_image_{n:05d}", "image": relative.removeprefix("train/"),
-                        "conversations": _pair(f"<image>\n{prompt}", spec.caption())})  # fmt: skip
+                        "conversations": _pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
     corpus.write_json("train/stage1.json", records)
     corpus.counts["stage1_records"] = len(records)
 
@@ -464,17 +579,18 @@ def _pair(human: str, gpt: str) -> list[dict]:
 
 def write_long_video_records(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
     """The training videos, their SceneWalk records and their SFT records."""
-    scenewalk, sft = [], []
+    scenewalk, sft, positions = [], [], AnswerPositions(rng)
+    templates = TRAIN_PHRASINGS if preset.perceivable_only else TRAIN_TEMPLATES
     for n in _progress(range(preset.train_videos), "training videos", show):
         video = plan_video(rng, f"train/videos/video_{n:05d}.mp4", preset)
+        questions = questions_about(rng, preset, video, templates, 4, positions, preset.sft_questions)
         corpus.add_video(video)
         relative = video.path.removeprefix("train/")
         sen_sim, lb_sim = caption_similarities(rng, video.looks)
-        conversations = [turn for spec in video.specs for turn in _pair(SCENE_PROMPT, spec.caption())]
+        conversations = [turn for look in video.looks for turn in _pair(SCENE_PROMPT, corpus.caption(look))]
         scenewalk.append({"id": f"synth_sw_{n:05d}", "video": relative, "clip_num": len(video.looks),
                           "scenes": video.scene_records(), "sen_sim": sen_sim.tolist(), "lb_sim": lb_sim.tolist(),
                           "conversations": conversations})  # fmt: skip
-        questions = ask_about(rng, video.looks, preset.sft_questions, TRAIN_TEMPLATES, option_count=4)
         sft.append(_sft_record(rng, f"synth_sft_{n:05d}", relative, video, questions))
         corpus.sft.append({"id": sft[-1]["id"], "question_scenes": [q.scene for q in questions]})
     corpus.write_json("train/scenewalk.json", scenewalk)
@@ -544,12 +660,13 @@ def videomme_row(video: Video, video_id: str, video_name: str, k: int, question:
 
 
 def write_videomme(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
-    rows = []
+    rows, positions = [], AnswerPositions(rng)
     for n in _progress(range(preset.benchmark_videos), "videomme", show):
         name = f"synth_vmme_{n:04d}"
         video = plan_video(rng, f"videomme/data/{name}.mp4", preset.held_out(), share=0.7)
+        questions = questions_about(rng, preset, video, HELD_OUT_TEMPLATES, 4, positions, preset.benchmark_questions)
         corpus.add_video(video)
-        for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 4)):
+        for k, question in enumerate(questions):
             rows.append(videomme_row(video, f"{n + 1:03d}", name, k, question))
             corpus.add_question("videomme", rows[-1]["question_id"], video, question)
     corpus.write_parquet("videomme/test-00000-of-00001.parquet", rows, VIDEOMME_SCHEMA)
@@ -557,12 +674,13 @@ def write_videomme(corpus: Corpus, rng: np.random.Generator, preset: Preset, sho
 
 
 def write_mlvu(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
-    rows = []
+    rows, positions = [], AnswerPositions(rng)
     for n in _progress(range(preset.benchmark_videos), "mlvu", show):
         name = f"synth_mlvu_{n:04d}.mp4"
         video = plan_video(rng, f"mlvu/{name}", preset.held_out(), share=0.7)
+        questions = questions_about(rng, preset, video, HELD_OUT_TEMPLATES, 4, positions, preset.benchmark_questions)
         corpus.add_video(video)
-        for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 4)):
+        for k, question in enumerate(questions):
             listed = "".join(f"\n({chr(65 + i)}) {o}" for i, o in enumerate(question.options))
             rows.append({"video_name": name, "duration": video.duration_s, "question": f"{question.text}{listed}\n",
                          "candidates": list(question.options), "answer": chr(65 + question.answer_index),
@@ -574,13 +692,14 @@ def write_mlvu(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: b
 
 
 def write_longvideobench(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
-    rows = []
+    rows, positions = [], AnswerPositions(rng)
     for n in _progress(range(preset.benchmark_videos), "longvideobench", show):
         video_id = f"synth_lvb_{n:04d}"
         video = plan_video(rng, f"longvideobench/videos/{video_id}.mp4", preset.held_out(), share=0.7)
+        questions = questions_about(rng, preset, video, HELD_OUT_TEMPLATES, 5, positions, preset.benchmark_questions)
         corpus.add_video(video)
         corpus.write_json(f"longvideobench/subtitles/{video_id}_en.json", [])
-        for k, question in enumerate(ask_about(rng, video.looks, preset.benchmark_questions, HELD_OUT_TEMPLATES, 5)):
+        for k, question in enumerate(questions):
             options = list(question.options) + ["N/A"] * (5 - len(question.options))
             rows.append({"video_id": video_id, "id": f"{video_id}_{k}", "video_path": f"{video_id}.mp4",
                          "subtitle_path": f"{video_id}_en.json", "question": question.text,
@@ -610,25 +729,60 @@ def haystack(rng: np.random.Generator, minutes: float, fps: int, needle: Look) -
     return looks, frames
 
 
+def perceivable_haystack(rng: np.random.Generator, minutes: float, fps: int, needle: Look) -> tuple[list[Look], list[int]]:
+    """Scenes of 8-30 s filling ``minutes`` that never show the needle's background as a
+    background nor its shape colour as a shape colour, so each names the needle alone; a third
+    of them are look-alikes (the needle's shape and motion, and one of its colours in the other
+    role: a red background where the needle has a red shape)."""
+    total = round(minutes * 60 * fps)
+    count = max(1, total // round(18 * fps))
+    frames = split_frames(rng, total, count, round(8 * fps))
+    looks: list[Look] = []
+    while len(looks) < count:
+        look = random_look(rng, UNLABELLED)
+        if rng.random() < 1 / 3:
+            swapped = ("background", "shape_color")[int(rng.integers(2))]
+            look.update(shape=needle["shape"], motion=needle["motion"], **{swapped: needle[_other_colour(swapped)]})
+        own_colours = look["background"] != needle["background"] and look["shape_color"] != needle["shape_color"]
+        if own_colours and _drawable(look, looks[-1] if looks else None):
+            looks.append(look)
+    return looks, frames
+
+
+def niah_haystack(rng: np.random.Generator, preset: Preset, minutes: float, index: int,
+                  positions: AnswerPositions) -> tuple[Look, list[Look], list[int], list[SceneQuestion]]:  # fmt: skip
+    """One haystack of ``minutes``, its needle and the two needle questions (needle last in
+    the scene list). All attributes: the needle carries a label found nowhere else and the
+    questions name it by it. Perceivable-only: each question names the needle by one of its
+    colours, which no haystack scene shows in that role, and asks the other colour."""
+    if preset.perceivable_only:
+        needle = random_look(rng, UNLABELLED)
+        looks, frames = perceivable_haystack(rng, minutes, preset.niah_fps, needle)
+        keys = [("background", {"shape_color": needle["shape_color"]}), ("shape_color", {"background": needle["background"]})]
+    else:
+        needle = random_look(rng, labels=[NEEDLE_LABELS[index % len(NEEDLE_LABELS)]])
+        looks, frames = haystack(rng, minutes, preset.niah_fps, needle)
+        keys = [(asked, {"label": needle["label"]}) for asked in ("shape_color", "motion")]
+    questions = [make_question(rng, looks + [needle], len(looks), asked, HELD_OUT_TEMPLATES, 4, positions, key)
+                 for asked, key in keys]  # fmt: skip
+    return needle, looks, frames, questions
+
+
 def write_niah(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
-    """For each haystack length, one haystack and one needle scene (10 s, a label found
-    nowhere else), inserted between scenes at each depth (the needle's background is
-    redrawn to differ from its neighbours); the same two questions, naming the needle
-    by its label, at every depth."""
+    """For each haystack length, one haystack and one needle scene (10 s), inserted between
+    scenes at each depth; the same two questions at every depth (niah_haystack). With all
+    attributes the needle's background is redrawn to differ from its neighbours; a
+    perceivable-only haystack never shows the needle's background."""
     rows, settings = [], [(m, d) for m in preset.niah_minutes for d in preset.niah_depths]
     needle_frames = round(10 * preset.niah_fps)
-    hays = {}
-    for m_index, minutes in enumerate(preset.niah_minutes):
-        needle = random_look(rng, labels=[NEEDLE_LABELS[m_index % len(NEEDLE_LABELS)]])
-        looks, frames = haystack(rng, minutes, preset.niah_fps, needle)
-        questions = [make_question(rng, looks + [needle], len(looks), asked, HELD_OUT_TEMPLATES, 4, {"label": needle["label"]})
-                     for asked in ("shape_color", "motion")]  # fmt: skip
-        hays[minutes] = (needle, looks, frames, questions)
+    positions = AnswerPositions(rng)
+    hays = {minutes: niah_haystack(rng, preset, minutes, index, positions) for index, minutes in enumerate(preset.niah_minutes)}
     for n, (minutes, depth) in enumerate(_progress(settings, "niah", show)):
         needle, looks, frames, questions = hays[minutes]
         at = int(depth / 100 * len(looks) + 0.5)  # scene boundary nearest to the depth
-        neighbours = [looks[i]["background"] for i in (at - 1, at) if 0 <= i < len(looks)]
-        needle = dict(needle, background=_pick(rng, COLORS, exclude=neighbours + [needle["shape_color"]]))
+        if not preset.perceivable_only:
+            neighbours = [looks[i]["background"] for i in (at - 1, at) if 0 <= i < len(looks)]
+            needle = dict(needle, background=_pick(rng, COLORS, exclude=neighbours + [needle["shape_color"]]))
         name = f"synth_niah_{n:04d}"
         video = Video(f"niah/data/{name}.mp4", looks[:at] + [needle] + looks[at:],
                       frames[:at] + [needle_frames] + frames[at:], preset.niah_fps, preset.size, int(rng.integers(2**31)))  # fmt: skip
@@ -668,7 +822,7 @@ def generate(preset: Preset | str, out: str | Path, seed: int = 0, show_progress
     preset = configure(preset) if isinstance(preset, str) else preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = Corpus(out)
+    corpus = Corpus(out, preset.perceivable_only)
     for number, (write, wanted) in enumerate(PARTS):
         if wanted(preset):
             write(corpus, np.random.default_rng([seed, number]), preset, show_progress)
