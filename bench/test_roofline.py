@@ -24,7 +24,6 @@ import torch
 from bench.measure import connector_flops_by_part, measure, measure_with_benchmark, router_flops
 from bench.scene_model import scene_lengths
 from salova.modeling.connector import STConnector, scene_attention
-from salova.modeling.positions import positions
 from salova.modeling.router import SRRouter
 
 DIM, PATCHES, QUERIES, SCENES, TEXT = 1152, 196, 16, 200, 33
@@ -33,7 +32,7 @@ VIDEO_SECONDS = {"cpu": 300, "cuda": 3600}
 
 def connector_parts(connector, patches, frames, scene_cls):
     """Zero-argument callables for the parts of one packed forward, on the forward's own inputs."""
-    frame_pos = torch.cat([positions(connector.frame_embs, n) for n in frames])
+    frame_pos = connector.frame_positions(frames)
     tokens = [n * connector.num_patches for n in frames]
     media_kv = connector._media_kv(patches, frame_pos, None)
     width = media_kv.shape[1] // len(connector.layers)

@@ -713,14 +713,18 @@ def write_longvideobench(corpus: Corpus, rng: np.random.Generator, preset: Prese
     corpus.counts["longvideobench_questions"] = len(rows)
 
 
+def haystack_frames(rng: np.random.Generator, minutes: float, fps: int) -> list[int]:
+    """Frames per scene of a haystack filling ``minutes``: scenes of 8-30 s, 18 s on average."""
+    total = round(minutes * 60 * fps)
+    return split_frames(rng, total, max(1, total // round(18 * fps)), round(8 * fps))
+
+
 def haystack(rng: np.random.Generator, minutes: float, fps: int, needle: Look) -> tuple[list[Look], list[int]]:
     """Scenes of 8-30 s filling ``minutes``; a third of them copy the needle's shape and
     background (distractors), none uses a needle label."""
-    total = round(minutes * 60 * fps)
-    count = max(1, total // round(18 * fps))
-    frames = split_frames(rng, total, count, round(8 * fps))
+    frames = haystack_frames(rng, minutes, fps)
     looks: list[Look] = []
-    while len(looks) < count:
+    while len(looks) < len(frames):
         look = random_look(rng)
         if rng.random() < 1 / 3:
             look.update(shape=needle["shape"], background=needle["background"])
@@ -734,11 +738,9 @@ def perceivable_haystack(rng: np.random.Generator, minutes: float, fps: int, nee
     background nor its shape colour as a shape colour, so each names the needle alone; a third
     of them are look-alikes (the needle's shape and motion, and one of its colours in the other
     role: a red background where the needle has a red shape)."""
-    total = round(minutes * 60 * fps)
-    count = max(1, total // round(18 * fps))
-    frames = split_frames(rng, total, count, round(8 * fps))
+    frames = haystack_frames(rng, minutes, fps)
     looks: list[Look] = []
-    while len(looks) < count:
+    while len(looks) < len(frames):
         look = random_look(rng, UNLABELLED)
         if rng.random() < 1 / 3:
             swapped = ("background", "shape_color")[int(rng.integers(2))]

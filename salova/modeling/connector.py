@@ -122,7 +122,7 @@ class STConnector(nn.Module):
     def forward(self, patches, frames_per_scene, scene_cls, token_drop_rate=0.0):
         # patches (sum F_i, P, D); scene_cls (T, D) -> (T, 1+L, D)
         frames = self._check_inputs(patches, frames_per_scene, scene_cls)
-        frame_pos = torch.cat([positions(self.frame_embs, n) for n in frames])  # (sum F_i, D)
+        frame_pos = self.frame_positions(frames)  # (sum F_i, D)
         tokens_per_scene = [n * self.num_patches for n in frames]
         kept_ids = None
         if self.training and token_drop_rate > 0:
@@ -140,6 +140,10 @@ class STConnector(nn.Module):
             latents = latents + layer.attn(latents, layer_kv, tokens_per_scene)
             latents = latents + torch.cat([layer.ff(block) for block in latents.split(ff_chunk)])
         return self.norm(latents)
+
+    def frame_positions(self, frames: list[int]) -> torch.Tensor:
+        """Each packed frame's position row (its index inside its scene): (sum F_i, D)."""
+        return torch.cat([positions(self.frame_embs, n) for n in frames])
 
     def _check_inputs(self, patches, frames_per_scene, scene_cls) -> list[int]:
         frames = [int(n) for n in (frames_per_scene.tolist() if torch.is_tensor(frames_per_scene)
