@@ -56,10 +56,28 @@ def pytest_configure(config):
     results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if getattr(config.option, "benchmark_json", "absent") is None:  # pytest-benchmark's own JSON, by default
-        config.option.benchmark_json = results / f"benchmark-{stamp}.json"
+        config.option.benchmark_json = JsonTarget(results / f"benchmark-{stamp}.json")
     if config.getoption("salova_threads"):
         torch.set_num_threads(config.getoption("salova_threads"))
     config.stash[_RECORDER] = Recorder(results / f"ratios-{stamp}.json")
+
+
+class JsonTarget(os.PathLike):
+    """Where pytest-benchmark writes its JSON. Recent versions take a path and open() it; older
+    ones take the file --benchmark-json opened and write to it in a `with` block: this is both."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __enter__(self):
+        self.file = open(self.path, "wb")
+        return self.file
+
+    def __exit__(self, *exc_info):
+        self.file.close()
 
 
 class Recorder:

@@ -198,5 +198,10 @@ def growth_exponent(sizes, seconds) -> float:
     return float(slope)
 
 
+def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
+    """||out - reference|| / ||reference||, in float64: how bf16 results are compared on the GPU."""
+    return ((out.double() - reference.double()).norm() / reference.double().norm()).item()
+
+
 def mib(n_bytes) -> float:
     return n_bytes / 2**20

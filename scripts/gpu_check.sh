@@ -8,11 +8,12 @@
 # Logs, the benchmark JSON, tables and plots go to RESULTS_DIR. Exit status: non-zero if either failed.
 set -uo pipefail
 results=${1:-bench/results/gpu}
+python=${PYTHON:-$(command -v python || command -v python3)}  # the interpreter that has torch with CUDA
 mkdir -p "$results"
-python -c "import torch; print('torch', torch.__version__, '| GPU', torch.cuda.get_device_name())" || exit 1
-python -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$results/cuda-tests.log"
+"$python" -c "import torch; print('torch', torch.__version__, '| GPU', torch.cuda.get_device_name())" || exit 1
+"$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$results/cuda-tests.log"
 tests=${PIPESTATUS[0]}
-python -m pytest -q -p no:cacheprovider bench/ --benchmark-only -k cuda --salova-profile \
+"$python" -m pytest -q -p no:cacheprovider bench/ --benchmark-only -k cuda --salova-profile \
     --salova-results "$results" 2>&1 | tee "$results/bench.log"
 bench=${PIPESTATUS[0]}
 echo "cuda tests exit $tests, gpu bench exit $bench"

@@ -186,13 +186,14 @@ def test_gradients_match_padded_baseline():
         torch.testing.assert_close(packed_param.grad, padded_param.grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
-def test_flex_attention_path_matches_scene_loop():
-    """The CUDA path's math, run eagerly on CPU (it is selected automatically only on CUDA)."""
+@pytest.mark.parametrize("tokens, n_latents", [([12, 4, 28], 9), ([300, 5, 140, 1], 9), ([40, 260, 7], 130)])
+def test_flex_attention_path_matches_scene_loop(tokens, n_latents):
+    """The CUDA path's math, run eagerly on CPU (it is selected automatically only on CUDA),
+    with scenes inside one block, scenes spanning several, and latents padded to two blocks."""
     generator = torch.Generator().manual_seed(6)
-    tokens = [12, 4, 28]
-    q = torch.randn(3, 9, 128, generator=generator)
+    q = torch.randn(len(tokens), n_latents, 128, generator=generator)
     media_kv = torch.randn(sum(tokens), 256, generator=generator)
-    latent_kv = torch.randn(3, 9, 256, generator=generator)
+    latent_kv = torch.randn(len(tokens), n_latents, 256, generator=generator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "flex_attention called without torch.compile"
         flex = flex_scene_attention(q, media_kv, latent_kv, tokens, heads=2, compile=False)
@@ -207,20 +208,31 @@ def test_frame_count_mismatch_is_a_config_error():
         connector(patches, [3, 5], scene_cls)
 
 
-@settings(max_examples=20, deadline=None)
+def listed_blocks(num_blocks: torch.Tensor, indices: torch.Tensor) -> list[set[int]]:
+    """Each query block's listed key blocks, from a BlockMask's (count, indices) pair."""
+    return [set(row[:count].tolist()) for count, row in zip(num_blocks[0, 0], indices[0, 0])]
+
+
+@settings(max_examples=30, deadline=None)
 @given(tokens=st.lists(st.integers(1, 300), min_size=1, max_size=6), n_latents=st.integers(1, 300))
 def test_flex_block_mask_lists_exactly_the_needed_blocks(tokens, n_latents):
-    """The CUDA path visits the key blocks holding any same-scene pair, and no others."""
+    """Each query block (one scene's padded latents) lists as full exactly the key blocks wholly
+    inside its scene's keys, and as partial exactly the other blocks its scene's keys touch."""
     block = 128
-    mask = scene_block_mask(tokens, n_latents, "cpu", block_size=block)
-    query_scene = torch.arange(len(tokens)).repeat_interleave(n_latents)
-    key_scene = torch.cat([torch.arange(len(tokens)).repeat_interleave(torch.tensor(tokens)), query_scene])
-    dense = query_scene[:, None] == key_scene[None, :]
-    q_blocks, kv_blocks = -(-dense.shape[0] // block), -(-dense.shape[1] // block)
-    padded = torch.zeros(q_blocks * block, kv_blocks * block, dtype=torch.bool)
-    padded[:dense.shape[0], :dense.shape[1]] = dense
-    needed = padded.view(q_blocks, block, kv_blocks, block).any(dim=3).any(dim=1)
-    assert torch.equal(mask.to_dense()[0, 0].bool(), needed)
+    padded = -(-n_latents // block) * block
+    mask = scene_block_mask(tuple(tokens), n_latents, padded, torch.device("cpu"), block_size=block)
+    full = listed_blocks(mask.full_kv_num_blocks, mask.full_kv_indices)
+    partial = listed_blocks(mask.kv_num_blocks, mask.kv_indices)
+    assert len(full) == len(tokens) * padded // block
+    start = 0
+    for scene, n_tokens in enumerate(tokens):
+        end = start + n_tokens + n_latents
+        touched = set(range(start // block, (end - 1) // block + 1))
+        inside = {b for b in touched if b * block >= start and (b + 1) * block <= end}
+        for query_block in range(scene * padded // block, (scene + 1) * padded // block):
+            assert full[query_block] == inside
+            assert partial[query_block] == touched - inside
+        start = end
 
 
 def test_chunking_does_not_change_the_output(monkeypatch):

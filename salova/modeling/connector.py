@@ -19,7 +19,7 @@ Speed. The media keys/values do not depend on the latents, so the media tokens
 are layer-normalised once and the keys/values of *both* layers come from one
 GEMM over all packed tokens (see `folded_media_kv`). Attention then runs per
 scene: a loop of scaled_dot_product_attention on CPU, one flex_attention call
-with a block mask over the packed sequence on CUDA.
+with a block-sparse mask over the packed sequence on CUDA.
 
 Token drop (training only, paper's per-scene rule): scene i with N_i = F_i*P
 tokens keeps `kept_tokens(N_i, rate)` of them, chosen at random.
@@ -30,6 +30,7 @@ spatial and frame tables are N(0, 0.02^2) instead of the reference's N(0, 1),
 so a fresh model does not drown the patch features in position noise.
 """
 
+import functools
 import math
 
 import torch
@@ -250,69 +251,77 @@ def looped_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads):
 
 
 _compiled_flex_attention = None
+FLEX_BLOCK = 128  # flex_attention's block size: rows of queries and keys per tile
 
 
 def flex_scene_attention(q, media_kv, latent_kv, tokens_per_scene, heads, compile=True):
-    """All scenes in one flex_attention call with a block-diagonal mask (CUDA).
+    """All scenes in one flex_attention call with a block-sparse mask (CUDA).
 
-    Keys are [all media tokens ; all latents], each tagged with its scene; a query
-    (a latent of scene s) sees exactly the keys tagged s. Only the key blocks that hold
-    some of a query block's scenes are visited, so the work stays proportional to the
-    packed length. (Eager flex_attention ignores the block list and masks densely;
-    compiled, it uses it.)
+    Keys/values are laid out scene by scene, [media_0 ; latents_0 ; media_1 ; latents_1 ; ...],
+    and each scene's queries are padded to whole 128-row blocks, so every query block belongs to
+    one scene: the key blocks wholly inside that scene are "full" (attended with no mask at all)
+    and only the at most two blocks at its edges are masked. Work stays proportional to the
+    packed length; the padded query rows (< 128 per scene) are computed and dropped. (Eager
+    flex_attention masks densely, for tests on CPU; compiled, it visits only the listed blocks.)
     """
     global _compiled_flex_attention
     from torch.nn.attention.flex_attention import flex_attention
 
     n_scenes, n_latents, inner = q.shape
-    mask = scene_block_mask(tokens_per_scene, n_latents, q.device)
-    k, v = _split_kv(torch.cat([media_kv, latent_kv.flatten(0, 1)]), heads)  # (heads, N + T*Lq, dim_head)
-    queries = q.flatten(0, 1).unflatten(-1, (heads, -1)).transpose(0, 1)  # (heads, T*Lq, dim_head)
+    padded = -(-n_latents // FLEX_BLOCK) * FLEX_BLOCK
+    mask = scene_block_mask(tuple(tokens_per_scene), n_latents, padded, q.device)
+    media = media_kv.split(list(tokens_per_scene))
+    kv = torch.cat([part for scene in range(n_scenes) for part in (media[scene], latent_kv[scene])])
+    k, v = _split_kv(kv, heads)  # (heads, N + T*Lq, dim_head)
+    queries = F.pad(q, (0, 0, 0, padded - n_latents)).flatten(0, 1)  # (T*padded, inner)
+    queries = queries.unflatten(-1, (heads, -1)).transpose(0, 1)  # (heads, T*padded, dim_head)
     attend = flex_attention
     if compile:
         if _compiled_flex_attention is None:
             _compiled_flex_attention = torch.compile(flex_attention, dynamic=True)  # one graph for every length
         attend = _compiled_flex_attention
-    out = attend(queries[None], k[None].contiguous(), v[None].contiguous(), block_mask=mask)  # (1, heads, T*Lq, dh)
-    return out[0].transpose(0, 1).reshape(n_scenes, n_latents, inner)
+    out = attend(queries[None], k[None], v[None], block_mask=mask)[0]  # (heads, T*padded, dim_head)
+    return out.transpose(0, 1).unflatten(0, (n_scenes, padded))[:, :n_latents].flatten(2)  # (T, Lq, inner)
 
 
-def scene_block_mask(tokens_per_scene, n_latents, device, block_size=128):
-    """BlockMask for queries [latents of scene 0 ; ... ; scene T-1] over keys [media ; latents].
+@functools.lru_cache(maxsize=8)  # the layers of one forward share their scene layout, hence their mask
+def scene_block_mask(tokens_per_scene: tuple[int, ...], n_latents: int, padded_latents: int, device,
+                     block_size: int = FLEX_BLOCK):
+    """BlockMask for queries [scene 0's latents padded to `padded_latents` rows ; scene 1's ; ...]
+    over keys [media_0 ; latents_0 ; media_1 ; latents_1 ; ...].
 
-    The key blocks a query block needs come in two contiguous runs: the media blocks of
-    its first..last scene, then the latent blocks of the same scenes. They are listed
-    directly from the scene boundaries (no dense T*Lq x N mask is ever built); the
-    mask_mod then masks other scenes' tokens inside those blocks.
+    `padded_latents` is a multiple of `block_size`, so each query block serves one scene, whose
+    keys are the range [start, end). Its full blocks are those wholly inside that range; its
+    partial blocks the (at most two) that straddle an end, where mask_mod keeps the range.
+    Built from the scene boundaries alone: no dense queries x keys mask is ever formed.
     """
     from torch.nn.attention.flex_attention import BlockMask
 
-    counts = torch.tensor(tokens_per_scene, device=device)
-    n_scenes, n_media = len(tokens_per_scene), sum(tokens_per_scene)
-    q_len = n_scenes * n_latents
-    media_end = counts.cumsum(0)
-    media_start = media_end - counts
-    scene_ids = torch.arange(n_scenes, device=device)
-    query_scene = scene_ids.repeat_interleave(n_latents)  # (T*Lq,)
-    key_scene = torch.cat([scene_ids.repeat_interleave(counts), query_scene])  # (N + T*Lq,)
-
-    first_row = torch.arange(0, q_len, block_size, device=device)
-    first_scene = first_row // n_latents
-    last_scene = (first_row + block_size).clamp(max=q_len).sub(1) // n_latents
-    media_lo = media_start[first_scene] // block_size
-    media_hi = (media_end[last_scene] - 1) // block_size
-    latent_hi = (n_media + (last_scene + 1) * n_latents - 1) // block_size
-    latent_lo = torch.maximum((n_media + first_scene * n_latents) // block_size, media_hi + 1)  # no block twice
-    media_blocks = media_hi - media_lo + 1
-    num_blocks = media_blocks + (latent_hi - latent_lo + 1).clamp(min=0)
-    kv_blocks = -(-len(key_scene) // block_size)
+    lengths = torch.tensor(tokens_per_scene, device=device) + n_latents
+    key_end = lengths.cumsum(0)
+    key_start = key_end - lengths
+    blocks_per_scene = padded_latents // block_size
+    scene = torch.arange(len(tokens_per_scene) * blocks_per_scene, device=device) // blocks_per_scene
+    start, end = key_start[scene], key_end[scene]  # each query block's key range
+    n_keys = sum(tokens_per_scene) + len(tokens_per_scene) * n_latents
+    kv_blocks = -(-n_keys // block_size)
     slot = torch.arange(kv_blocks, device=device)[None, :]  # BlockMask wants one slot per key block
-    indices = torch.where(slot < media_blocks[:, None], media_lo[:, None] + slot,
-                          latent_lo[:, None] + slot - media_blocks[:, None])
-    indices = torch.where(slot < num_blocks[:, None], indices, 0)
+
+    full_first = -(-start // block_size)
+    n_full = (end // block_size - full_first).clamp(min=0)
+    full = torch.where(slot < n_full[:, None], full_first[:, None] + slot, 0)
+
+    first_edge = torch.where(start % block_size != 0, start // block_size, -1)
+    last_edge = torch.where(end % block_size != 0, (end - 1) // block_size, -1)
+    last_edge = torch.where(last_edge == first_edge, -1, last_edge)  # a scene inside one block
+    edges = torch.stack([torch.maximum(first_edge, last_edge), torch.minimum(first_edge, last_edge)], 1)
+    n_partial = (edges >= 0).sum(1)
+    partial = torch.where(slot < n_partial[:, None], F.pad(edges, (0, kv_blocks - 2)), 0)
 
     def same_scene(batch, head, q_index, kv_index):
-        return query_scene[q_index] == key_scene[kv_index]
+        own = q_index // padded_latents
+        return (kv_index >= key_start[own]) & (kv_index < key_end[own])
 
-    return BlockMask.from_kv_blocks(num_blocks[None, None].int(), indices[None, None].int(), BLOCK_SIZE=block_size,
-                                    mask_mod=same_scene, seq_lengths=(q_len, len(key_scene)))
+    return BlockMask.from_kv_blocks(n_partial[None, None].int(), partial[None, None].int(),
+                                    n_full[None, None].int(), full[None, None].int(), BLOCK_SIZE=block_size,
+                                    mask_mod=same_scene, seq_lengths=(len(scene) * block_size, n_keys))
