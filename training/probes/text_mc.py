@@ -33,21 +33,26 @@ LETTERS = "ABCD"
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 
-def example(rng: np.random.Generator, vocabulary: tuple[str, ...], count: int) -> tuple[str, int]:
-    """One prompt in the qwen2.5 chat layout with `count` options and the index of its correct option."""
+def example(rng: np.random.Generator, vocabulary: tuple[str, ...], count: int, statement: str = "colour") -> tuple[str, int]:
+    """One prompt in the qwen2.5 chat layout with `count` options and the index of its correct option.
+    statement "colour": "The background is red." (match the colour to an option); "letter": "The
+    answer is C." (copy a letter: a control that needs no matching)."""
     answer = str(rng.choice(vocabulary))
     others = rng.choice([v for v in vocabulary if v != answer], count - 1, replace=False)
     options = [answer, *(str(v) for v in others)]
     rng.shuffle(options)
+    index = options.index(answer)
     lines = "\n".join(f"{letter}. {option}" for letter, option in zip(LETTERS, options))
-    prompt = (f"<|im_start|>user\nThe background is {answer}. What color is the background?\n{lines}\n{INSTRUCTION}"
+    told = f"The background is {answer}." if statement == "colour" else f"The answer is {LETTERS[index]}."
+    prompt = (f"<|im_start|>user\n{told} What color is the background?\n{lines}\n{INSTRUCTION}"
               "<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
-    return prompt, options.index(answer)
+    return prompt, index
 
 
-def batch(tokenizer, rng: np.random.Generator, size: int, vocabulary, count: int) -> tuple[torch.Tensor, ...]:
+def batch(tokenizer, rng: np.random.Generator, size: int, vocabulary, count: int,
+          statement: str = "colour") -> tuple[torch.Tensor, ...]:
     """Left-padded ids and mask (the answer position is the last one) and the correct option indices."""
-    items = [example(rng, vocabulary, count) for _ in range(size)]
+    items = [example(rng, vocabulary, count, statement) for _ in range(size)]
     ids = [tokenizer(prompt, add_special_tokens=False).input_ids for prompt, _ in items]
     width = max(len(row) for row in ids)
     padded = torch.tensor([[0] * (width - len(row)) + row for row in ids])
@@ -59,8 +64,8 @@ def next_logits(llm, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # 
     return llm(input_ids=ids, attention_mask=mask).logits[:, -1]
 
 
-def held_out_accuracy(llm, tokenizer, letter_ids: list[int], vocabulary) -> float:
-    ids, mask, answers = batch(tokenizer, np.random.default_rng(123), 256, vocabulary, len(letter_ids))
+def held_out_accuracy(llm, tokenizer, letter_ids: list[int], vocabulary, statement: str = "colour") -> float:
+    ids, mask, answers = batch(tokenizer, np.random.default_rng(123), 256, vocabulary, len(letter_ids), statement)
     llm.eval()
     with torch.no_grad():
         predicted = next_logits(llm, ids, mask)[:, letter_ids].argmax(dim=1)
@@ -77,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--options", type=int, choices=(2, 3, 4), default=4, help="options per question")
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     parser.add_argument("--every", type=int, default=250, help="evaluate every N steps")
+    parser.add_argument("--statement", choices=("colour", "letter"), default="colour",
+                        help="what the prompt states: the colour (a matching task) or the letter (a copy control)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -88,16 +95,16 @@ def main(argv: list[str] | None = None) -> None:
     llm = model.llm.train()
     optimizer = torch.optim.AdamW(llm.parameters(), lr=args.lr)
     rng, started = np.random.default_rng(0), time.time()
-    print(f"step 0 held-out accuracy {held_out_accuracy(llm, tokenizer, letter_ids, vocabulary):.3f}", flush=True)
+    print(f"step 0 held-out accuracy {held_out_accuracy(llm, tokenizer, letter_ids, vocabulary, args.statement):.3f}", flush=True)
     for step in range(1, args.steps + 1):
-        ids, mask, answers = batch(tokenizer, rng, args.batch, vocabulary, args.options)
+        ids, mask, answers = batch(tokenizer, rng, args.batch, vocabulary, args.options, args.statement)
         loss = F.cross_entropy(next_logits(llm, ids, mask), torch.tensor(letter_ids)[answers])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(llm.parameters(), 1.0)
         optimizer.step()
         if step % args.every == 0:
-            accuracy = held_out_accuracy(llm, tokenizer, letter_ids, vocabulary)
+            accuracy = held_out_accuracy(llm, tokenizer, letter_ids, vocabulary, args.statement)
             print(f"step {step} loss {loss.item():.3f} ({time.time() - started:.0f} s) held-out accuracy {accuracy:.3f}",
                   flush=True)  # fmt: skip
 

@@ -1,0 +1,68 @@
+"""The diagnostic probes of training/probes: what they ask and how they score."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from salova.config import SalovaConfig
+from salova.data import synth
+from salova.modeling.salova import SalovaForCausalLM, SceneFeatures
+from salova.processing import SalovaProcessor
+from training.probes import open_answer, text_mc
+
+
+def test_open_question_is_the_held_out_phrasing_without_options():
+    by_shape = {"asked": "background", "key": {"shape_color": "purple"}}
+    by_background = {"asked": "shape_color", "key": {"background": "yellow"}}
+    assert open_answer.open_question(by_shape) == "What is the background color of the scene with a purple object?"
+    assert (open_answer.open_question(by_background)
+            == "Which color does the shape have in the scene with an object on a yellow background?")
+    for phrasings in synth.TRAIN_PHRASINGS.values():
+        assert open_answer.open_question(by_shape) not in [p.format(scene="x", thing="shape") for p in phrasings]
+
+
+def test_detected_scene_is_the_one_overlapping_the_answer_span_most():
+    scenes = [SimpleNamespace(start_time=s, end_time=e) for s, e in [(0, 10), (10, 12), (12, 30)]]
+    indexed = SimpleNamespace(scenes=scenes)
+    assert open_answer.detected_scene(indexed, (9.5, 12.0)) == 1
+    assert open_answer.detected_scene(indexed, (11.0, 20.0)) == 2
+    assert open_answer.detected_scene(indexed, (0.0, 9.0)) == 0
+
+
+def test_colour_scores_are_the_llm_log_likelihood_of_each_answer():
+    """Each colour's score equals minus the LLM's own summed cross-entropy of that answer,
+    computed here independently through the model's training forward (labels on the answer)."""
+    config = SalovaConfig.from_preset("tiny")
+    torch.manual_seed(0)
+    model = SalovaForCausalLM(config).eval()
+    processor = SalovaProcessor.for_config(config)
+    generator = torch.Generator().manual_seed(1)
+    video = SceneFeatures(torch.randn(4, 64, generator=generator),
+                          torch.randn(4, config.connector_latents, 64, generator=generator))
+    focus = torch.tensor([2, 0])
+    prompt = processor.prompt("What is the background color of the scene with a red object?")
+    scores = open_answer.colour_scores(model, processor, video, focus, prompt)
+    assert scores.shape == (len(synth.COLORS),)
+    for colour, score in zip(synth.COLORS[:3], scores[:3]):
+        answer = torch.tensor(processor.tokenizer(f"{colour.capitalize()}.", add_special_tokens=False).input_ids)
+        ids = torch.cat([prompt, answer])[None]
+        labels = torch.cat([torch.full_like(prompt, -100), answer])[None]
+        with torch.no_grad():
+            out = model(ids, labels=labels, videos=[video], focus=[focus],
+                        query_ids=[torch.zeros(1, 2, dtype=torch.long)], query_mask=[torch.ones(1, 2, dtype=torch.long)],
+                        router_labels=[torch.zeros(1, 4)])
+        torch.testing.assert_close(score, -out.lm_loss * len(answer), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(scores, scores[0].expand_as(scores))  # the colours are told apart
+
+
+def test_text_mc_letter_statement_states_the_correct_letter():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        prompt, index = text_mc.example(rng, text_mc.PALETTE, 4, statement="letter")
+        assert f"The answer is {text_mc.LETTERS[index]}." in prompt
+        assert "The background is" not in prompt
+        prompt, index = text_mc.example(rng, text_mc.PALETTE, 4)
+        answer_line = [line for line in prompt.splitlines() if line.startswith(f"{text_mc.LETTERS[index]}. ")][0]
+        assert f"The background is {answer_line[3:]}." in prompt
+
