@@ -1,0 +1,85 @@
+"""More stage-2 questions on a synthetic corpus's training videos, all with open answers.
+
+    python -m salova.data.more_questions DATA --repeats 10 --out DATA/train/sft_open.json [--seed 1]
+
+Writes `--repeats` SFT records per training video of DATA (a `salova.data.synth` corpus): each
+asks 5 questions about 5 different scenes, in the training phrasings, answered in words ("Gray.")
+rather than by an option letter. A question names its scene by one colour that no other scene of
+the video shows in that role (the videos are already rendered, so only such keys are used) and
+asks the other colour, as the corpus's own SFT questions do. The records have the SFT schema
+(scenes, one V2T row per question, conversations), so `training.train --stage sft` reads them.
+
+Why: stage 2 of the `small` corpus has 5 questions per video (1,200 in all), too few for a
+randomly initialised router and LLM to learn to route questions; see docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from salova.data import synth
+
+QUESTIONS_PER_RECORD = 5
+
+
+def unique_keys(looks: list[dict]) -> dict[int, list[str]]:
+    """scene -> the colour attributes whose value no other scene of the video shows in that role."""
+    keys: dict[int, list[str]] = {}
+    for scene, look in enumerate(looks):
+        for attribute in synth.PERCEIVABLE:
+            if sum(other[attribute] == look[attribute] for other in looks) == 1:
+                keys.setdefault(scene, []).append(attribute)
+    return keys
+
+
+def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys: dict[int, list[str]],
+                record_id: str) -> dict:
+    """One SFT record of open questions about up to QUESTIONS_PER_RECORD different scenes."""
+    scenes = rng.choice(sorted(keys), size=min(QUESTIONS_PER_RECORD, len(keys)), replace=False)
+    positions = synth.AnswerPositions(rng)  # options are made and dropped: the answers are words
+    conversations, rows = [], []
+    for turn, scene in enumerate(int(s) for s in scenes):
+        key = keys[scene][int(rng.integers(len(keys[scene])))]
+        asked = next(a for a in synth.PERCEIVABLE if a != key)
+        question = synth.make_question(rng, looks, scene, asked, synth.TRAIN_PHRASINGS, 4, positions,
+                                       {key: looks[scene][key]})
+        conversations += [{"from": "human", "value": ("<image>\n" if turn == 0 else "") + question.text},
+                          {"from": "gpt", "value": question.answer[0].upper() + question.answer[1:] + "."}]
+        rows.append(synth.question_similarities(rng, looks, question.key, scene).tolist())
+    return {"id": record_id, "video": record["video"], "scenes": record["scenes"], "lb_sim": rows,
+            "conversations": conversations}
+
+
+def more_questions(data: Path, repeats: int, seed: int) -> list[dict]:
+    truth = json.loads((data / "ground_truth.json").read_text())
+    sft = json.loads((data / "train" / "sft.json").read_text())
+    rng = np.random.default_rng(seed)
+    records = []
+    for record in sft:
+        scenes = truth["videos"][f"train/{record['video']}"]["scenes"]
+        looks = [{a: scene[a] for a in synth.ATTRIBUTES} for scene in scenes]
+        keys = unique_keys(looks)
+        if not keys:
+            continue
+        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}") for r in range(repeats)]
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m salova.data.more_questions", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", type=Path, help="a salova.data.synth output folder")
+    parser.add_argument("--repeats", type=int, default=10, help="records per training video")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    records = more_questions(args.data, args.repeats, args.seed)
+    args.out.write_text(json.dumps(records))
+    print(f"{len(records)} records, {sum(len(r['lb_sim']) for r in records)} questions -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

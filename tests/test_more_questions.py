@@ -1,0 +1,58 @@
+"""salova.data.more_questions: extra open-answer stage-2 records on a corpus's training videos."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from salova.data import more_questions, synth
+from salova.data.records import load_sft, router_query_text, sft_labels
+
+
+def test_unique_keys_are_colours_no_other_scene_shows_in_that_role():
+    looks = [{"background": "red", "shape_color": "blue"}, {"background": "red", "shape_color": "green"},
+             {"background": "white", "shape_color": "blue"}]
+    assert more_questions.unique_keys(looks) == {1: ["shape_color"], 2: ["background"]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(colours=st.lists(st.tuples(st.sampled_from(synth.COLORS[:5]), st.sampled_from(synth.COLORS[5:])),
+                        min_size=1, max_size=8), seed=st.integers(0, 1000))
+def test_every_question_names_one_scene_and_asks_its_other_colour(colours, seed):
+    looks = [{"background": b, "shape_color": s, "shape": "circle", "motion": "left", "label": ""} for b, s in colours]
+    keys = more_questions.unique_keys(looks)
+    if not keys:
+        return
+    record = {"video": "videos/v.mp4", "scenes": []}
+    made = more_questions.open_record(np.random.default_rng(seed), record, looks, keys, "r0")
+    labels = sft_labels(np.array(made["lb_sim"])).labels
+    asked_scenes = []
+    for turn, (human, gpt) in enumerate(zip(made["conversations"][0::2], made["conversations"][1::2])):
+        assert human["value"].startswith("<image>\n") == (turn == 0)
+        (scene,) = np.flatnonzero(labels[turn])  # the V2T row marks exactly one scene: the answer's
+        asked_scenes.append(int(scene))
+        question = router_query_text(human["value"])
+        (key,) = [a for a in synth.PERCEIVABLE  # the phrase naming the scene, e.g. "an object on a red background"
+                  if synth.scene_phrase({a: looks[scene][a]}).removeprefix("the scene with ") in question]
+        asked = "shape_color" if key == "background" else "background"
+        assert gpt["value"] == looks[scene][asked].capitalize() + "."
+        assert sum(look[key] == looks[scene][key] for look in looks) == 1  # the key names this scene alone
+    assert len(set(asked_scenes)) == len(asked_scenes) == min(more_questions.QUESTIONS_PER_RECORD, len(keys))
+
+
+def test_command_writes_records_the_sft_loader_reads(ci_corpus, tmp_path, capsys):
+    out = tmp_path / "open.json"
+    more_questions.main([str(ci_corpus), "--repeats", "3", "--out", str(out)])
+    records = json.loads(out.read_text())
+    videos = {r["video"] for r in json.loads((ci_corpus / "train" / "sft.json").read_text())}
+    assert {r["video"] for r in records} <= videos and len(records) <= 3 * len(videos)
+    loaded = load_sft(out, ci_corpus / "train")
+    assert len(loaded) == len(records) and all(len(r.questions) == len(r.lb_sim) for r in loaded)
+    assert f"{len(records)} records" in capsys.readouterr().out
+    again = tmp_path / "again.json"
+    more_questions.main([str(ci_corpus), "--repeats", "3", "--out", str(again)])
+    assert again.read_text() == out.read_text()  # seeded
+    with pytest.raises(SystemExit):
+        more_questions.main([str(ci_corpus)])  # --out is required
