@@ -44,11 +44,11 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
     conversations, rows = [], []
     for turn, scene in enumerate(int(s) for s in scenes):
         key = keys[scene][int(rng.integers(len(keys[scene])))]
-        asked = next(a for a in synth.PERCEIVABLE if a != key)
+        asked = synth.other_colour(key)
         question = synth.make_question(rng, looks, scene, asked, synth.TRAIN_PHRASINGS, 4, positions,
                                        {key: looks[scene][key]})
-        conversations += [{"from": "human", "value": ("<image>\n" if turn == 0 else "") + question.text},
-                          {"from": "gpt", "value": question.answer[0].upper() + question.answer[1:] + "."}]
+        human = ("<image>\n" if turn == 0 else "") + question.text
+        conversations += synth.turn_pair(human, synth.open_answer(question.answer))
         rows.append(synth.question_similarities(rng, looks, question.key, scene).tolist())
     return {"id": record_id, "video": record["video"], "scenes": record["scenes"], "lb_sim": rows,
             "conversations": conversations}

@@ -470,11 +470,11 @@ def ask_perceivable(rng: np.random.Generator, looks: list[Look], count: int, tem
                 _recolour(rng, looks, other, attribute, keys[attribute] | {value})
         keys[attribute].add(value)
         chosen.append((int(scene), attribute))
-    return [make_question(rng, looks, scene, _other_colour(attribute), templates, option_count, positions,
+    return [make_question(rng, looks, scene, other_colour(attribute), templates, option_count, positions,
                           {attribute: looks[scene][attribute]}) for scene, attribute in chosen]  # fmt: skip
 
 
-def _other_colour(attribute: str) -> str:
+def other_colour(attribute: str) -> str:
     (other,) = [a for a in PERCEIVABLE if a != attribute]
     return other
 
@@ -557,7 +557,7 @@ def write_stage1(corpus: Corpus, rng: np.random.Generator, preset: Preset, show:
         corpus.add_video(video)
         prompt = STAGE1_VIDEO_PROMPTS[n % len(STAGE1_VIDEO_PROMPTS)]
         records.append({"id": f"synth_clip_{n:05d}", "video": video.path.removeprefix("train/"),
-                        "conversations": _pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
+                        "conversations": turn_pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
     for n in range(preset.stage1_images):
         look = random_look(rng, labels)
         spec = render.SceneSpec(duration_s=1 / preset.fps, **look)
@@ -568,13 +568,19 @@ def write_stage1(corpus: Corpus, rng: np.random.Generator, preset: Preset, show:
         corpus.files.append(relative)
         prompt = STAGE1_IMAGE_PROMPTS[n % len(STAGE1_IMAGE_PROMPTS)]
         records.append({"id": f"synth_image_{n:05d}", "image": relative.removeprefix("train/"),
-                        "conversations": _pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
+                        "conversations": turn_pair(f"<image>\n{prompt}", corpus.caption(look))})  # fmt: skip
     corpus.write_json("train/stage1.json", records)
     corpus.counts["stage1_records"] = len(records)
 
 
-def _pair(human: str, gpt: str) -> list[dict]:
+def turn_pair(human: str, gpt: str) -> list[dict]:
+    """One question-answer exchange in the LLaVA conversation schema."""
     return [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]
+
+
+def open_answer(text: str) -> str:
+    """A short answer as the SFT records write it: "gray" -> "Gray."."""
+    return text[0].upper() + text[1:] + "."
 
 
 def write_long_video_records(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
@@ -587,7 +593,7 @@ def write_long_video_records(corpus: Corpus, rng: np.random.Generator, preset: P
         corpus.add_video(video)
         relative = video.path.removeprefix("train/")
         sen_sim, lb_sim = caption_similarities(rng, video.looks)
-        conversations = [turn for look in video.looks for turn in _pair(SCENE_PROMPT, corpus.caption(look))]
+        conversations = [turn for look in video.looks for turn in turn_pair(SCENE_PROMPT, corpus.caption(look))]
         scenewalk.append({"id": f"synth_sw_{n:05d}", "video": relative, "clip_num": len(video.looks),
                           "scenes": video.scene_records(), "sen_sim": sen_sim.tolist(), "lb_sim": lb_sim.tolist(),
                           "conversations": conversations})  # fmt: skip
@@ -608,8 +614,8 @@ def _sft_record(rng: np.random.Generator, record_id: str, relative: str, video: 
             human = f"{placeholder}{question.text}\n{lettered(question.options)}\n{MC_INSTRUCTION}"
             gpt = chr(65 + question.answer_index)
         else:
-            human, gpt = f"{placeholder}{question.text}", question.answer[0].upper() + question.answer[1:] + "."
-        conversations += _pair(human, gpt)
+            human, gpt = f"{placeholder}{question.text}", open_answer(question.answer)
+        conversations += turn_pair(human, gpt)
         rows.append(question_similarities(rng, video.looks, question.key, question.scene).tolist())
     return {"id": record_id, "video": relative, "scenes": video.scene_records(), "lb_sim": rows, "conversations": conversations}
 
@@ -744,7 +750,7 @@ def perceivable_haystack(rng: np.random.Generator, minutes: float, fps: int, nee
         look = random_look(rng, UNLABELLED)
         if rng.random() < 1 / 3:
             swapped = ("background", "shape_color")[int(rng.integers(2))]
-            look.update(shape=needle["shape"], motion=needle["motion"], **{swapped: needle[_other_colour(swapped)]})
+            look.update(shape=needle["shape"], motion=needle["motion"], **{swapped: needle[other_colour(swapped)]})
         own_colours = look["background"] != needle["background"] and look["shape_color"] != needle["shape_color"]
         if own_colours and _drawable(look, looks[-1] if looks else None):
             looks.append(look)

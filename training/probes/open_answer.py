@@ -68,7 +68,7 @@ def colour_scores(model, processor, features, focus: torch.Tensor, prompt_ids: t
                          model.config.use_focus, model.config.use_fast)
     scores = []
     for colour in synth.COLORS:
-        answer = processor.tokenizer(f"{colour.capitalize()}.", add_special_tokens=False).input_ids
+        answer = processor.tokenizer(synth.open_answer(colour), add_special_tokens=False).input_ids
         ids = torch.cat([prompt_ids, torch.tensor(answer)]).to(model.device)
         embeds, _ = splice(model._embed_text(ids), ids, None, block, model.config.image_token_index)
         logits = model.llm(inputs_embeds=embeds[None]).logits[0].float()
