@@ -12,7 +12,8 @@ under the goals: on the shared 2-core box, in CPU time on one thread, the time
 ratio measured 5.1-8.4 from run to run; the fraction 0.84 paired round by round
 (connector 5-min roofline 0.92), 0.62-0.80 against a peak measured once at the
 start of the case, lower when the other core runs memory-heavy work), memory
-ratio <= 0.25, packed faster than per-scene.
+ratio <= 0.25, packed faster than per-scene. On CUDA (bf16) only the memory
+ratio and equal outputs (relative error <= 2 %) are asserted; the rest is reported.
 """
 
 import statistics

@@ -7,7 +7,8 @@ connector; paid once per video and cached) against answering a question
 K*256 + T visual tokens and a 64-token prompt; the real 7B LLM costs ~700x
 the tiny one's FLOPs, so the router's share there is smaller still).
 Asserted: encoding costs >= 10x the router, so the cache pays off; the
-router is under half of the tiny-LLM question time.
+router is under half of the tiny-LLM question time (on CUDA only the latter:
+the router's ~2 ms of kernel launches makes the first a fixed-cost ratio).
 """
 
 from functools import partial

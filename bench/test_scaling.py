@@ -8,7 +8,8 @@ queries of 32 tokens) and the FocusFast assembly (K = 5, projector to the
 Qwen2.5-7B width 3584). The patch input is one random frame repeated with a
 stride-0 view, so a 2-h input does not take 6.5 GB itself; the connector's
 work does not depend on the values. Writes scaling.png and scaling.md.
-Asserted: the packed connector's time grows with exponent 0.9-1.1 in frames.
+Asserted: the packed connector's time grows with exponent 0.9-1.1 in frames
+(on CUDA, where short videos leave the GPU idle: <= 1.1 fitted from 15 min on).
 """
 
 from functools import partial

@@ -7,6 +7,8 @@ is under 5% of one layer's FLOPs). Compared in the same run: SDPA against eager
 attention, and the tower's cost per frame against the packed connector's.
 Asserted: the tower costs >= 10x the connector per frame (so the connector is
 never the encoding bottleneck) and SDPA is not slower than eager (>= 0.9).
+On CUDA (26 layers, bf16) the ratios are reported and SDPA must match eager
+within 2 % relative error.
 """
 
 import torch
