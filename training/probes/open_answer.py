@@ -25,6 +25,7 @@ the ground-truth one most. Prints a table (accuracy in %, with the questions cou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -81,15 +82,15 @@ def evaluate(model, processor, index: VideoIndex, data_root: Path, k: int, limit
     truth = json.loads((data_root / "ground_truth.json").read_text())
     questions = truth["questions"][:limit] if limit else truth["questions"]
     videos = sorted({q["video"] for q in questions})
+    load = functools.cache(lambda relative: index.features(data_root / relative))  # each video read once
     rows = []
     for question in tqdm(questions, desc="questions"):
-        indexed = index.features(data_root / question["video"])
-        other = index.features(data_root / videos[(videos.index(question["video"]) + 1) % len(videos)])
+        indexed = load(question["video"])
+        other = load(videos[(videos.index(question["video"]) + 1) % len(videos)])
         text = open_question(question)
         query_ids, query_mask = processor.queries([text])
-        query_ids, query_mask = query_ids.to(model.device), query_mask.to(model.device)
         target = detected_scene(indexed, answer_span(truth["videos"], question))
-        router_scores = model.score_scenes(model._on_model(indexed.features), query_ids, query_mask)[0]
+        router_scores = model.score_scenes(indexed.features, query_ids, query_mask)[0]
         routed = select_focus(router_scores, k)
         best_others = [int(s) for s in router_scores.argsort(descending=True) if int(s) != target][: k - 1]
         focus = {"router": (indexed, routed),
