@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from salova.data import more_questions, synth
 from salova.data.records import load_sft, router_query_text, sft_labels
+from salova.errors import RecordError
 
 
 def test_unique_keys_are_colours_no_other_scene_shows_in_that_role():
@@ -56,3 +57,14 @@ def test_command_writes_records_the_sft_loader_reads(ci_corpus, tmp_path, capsys
     assert again.read_text() == out.read_text()  # seeded
     with pytest.raises(SystemExit):
         more_questions.main([str(ci_corpus)])  # --out is required
+
+
+def test_a_record_whose_video_is_not_in_the_ground_truth_is_named(ci_corpus, tmp_path):
+    data = tmp_path / "data"
+    (data / "train").mkdir(parents=True)
+    (data / "ground_truth.json").write_text((ci_corpus / "ground_truth.json").read_text())
+    records = json.loads((ci_corpus / "train" / "sft.json").read_text())
+    records[1]["video"] = "videos/missing.mp4"
+    (data / "train" / "sft.json").write_text(json.dumps(records))
+    with pytest.raises(RecordError, match=r"sft.json record 1 .*field 'video' 'videos/missing.mp4'"):
+        more_questions.more_questions(data, repeats=1, seed=0)

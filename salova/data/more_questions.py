@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from salova.data import synth
+from salova.errors import RecordError
 
 QUESTIONS_PER_RECORD = 5
 
@@ -59,8 +60,12 @@ def more_questions(data: Path, repeats: int, seed: int) -> list[dict]:
     sft = json.loads((data / "train" / "sft.json").read_text())
     rng = np.random.default_rng(seed)
     records = []
-    for record in sft:
-        scenes = truth["videos"][f"train/{record['video']}"]["scenes"]
+    for index, record in enumerate(sft):
+        video = truth["videos"].get(f"train/{record.get('video')}")
+        if video is None:
+            raise RecordError(f"{data / 'train' / 'sft.json'} record {index} ({record.get('id')}): field 'video' "
+                              f"{record.get('video')!r} is not a training video of {data / 'ground_truth.json'}")
+        scenes = video["scenes"]
         looks = [{a: scene[a] for a in synth.ATTRIBUTES} for scene in scenes]
         keys = unique_keys(looks)
         if not keys:
