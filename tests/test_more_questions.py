@@ -20,14 +20,16 @@ def test_unique_keys_are_colours_no_other_scene_shows_in_that_role():
 
 @settings(max_examples=25, deadline=None)
 @given(colours=st.lists(st.tuples(st.sampled_from(synth.COLORS[:5]), st.sampled_from(synth.COLORS[5:])),
-                        min_size=1, max_size=8), seed=st.integers(0, 1000))
-def test_every_question_names_one_scene_and_asks_its_other_colour(colours, seed):
+                        min_size=1, max_size=8), seed=st.integers(0, 1000),
+       phrasing=st.sampled_from(more_questions.PHRASINGS))
+def test_every_question_names_one_scene_and_asks_its_other_colour(colours, seed, phrasing):
     looks = [{"background": b, "shape_color": s, "shape": "circle", "motion": "left", "label": ""} for b, s in colours]
     keys = more_questions.unique_keys(looks)
     if not keys:
         return
     record = {"video": "videos/v.mp4", "scenes": []}
-    made = more_questions.open_record(np.random.default_rng(seed), record, looks, keys, "r0")
+    made = more_questions.open_record(np.random.default_rng(seed), record, looks, keys, "r0",
+                                      more_questions.phrasing_source(phrasing))
     labels = sft_labels(np.array(made["lb_sim"])).labels
     asked_scenes = []
     for turn, (human, gpt) in enumerate(zip(made["conversations"][0::2], made["conversations"][1::2])):
@@ -38,6 +40,8 @@ def test_every_question_names_one_scene_and_asks_its_other_colour(colours, seed)
         (key,) = [a for a in synth.PERCEIVABLE  # the phrase naming the scene, e.g. "an object on a red background"
                   if synth.scene_phrase({a: looks[scene][a]}).removeprefix("the scene with ") in question]
         asked = "shape_color" if key == "background" else "background"
+        frame = question.replace(synth.scene_phrase({key: looks[scene][key]}), "")  # the words around the scene
+        assert ("background" in frame or "behind" in frame) == (asked == "background")  # asks the other colour
         assert gpt["value"] == looks[scene][asked].capitalize() + "."
         assert sum(look[key] == looks[scene][key] for look in looks) == 1  # the key names this scene alone
     assert len(set(asked_scenes)) == len(asked_scenes) == min(more_questions.QUESTIONS_PER_RECORD, len(keys))

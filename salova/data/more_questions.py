@@ -1,9 +1,10 @@
 """More stage-2 questions on a synthetic corpus's training videos, all with open answers.
 
     python -m salova.data.more_questions DATA --repeats 10 --out DATA/train/sft_open.json [--seed 1]
+        [--phrasing composed|fixed]
 
 Writes `--repeats` SFT records per training video of DATA (a `salova.data.synth` corpus): each
-asks 5 questions about 5 different scenes, in the training phrasings, answered in words ("Gray.")
+asks 5 questions about 5 different scenes, answered in words ("Gray.")
 rather than by an option letter. A question names its scene by one colour that no other scene of
 the video shows in that role (the videos are already rendered, so only such keys are used) and
 asks the other colour, as the corpus's own SFT questions do. The records have the SFT schema
@@ -21,10 +22,26 @@ from pathlib import Path
 
 import numpy as np
 
-from salova.data import synth
+from salova.data import phrasings, synth
 from salova.errors import RecordError
 
 QUESTIONS_PER_RECORD = 5
+PHRASINGS = ("composed", "fixed")
+
+
+def phrasing_source(name: str):
+    """rng -> {attribute: one template} for the chosen phrasing set."""
+    if name == "fixed":
+        return lambda rng: synth.TRAIN_PHRASINGS
+    if name != "composed":
+        raise ValueError(f"phrasing {name!r} is not one of {PHRASINGS}")
+    held_out = synth.HELD_OUT_TEMPLATES.values()
+    pool = {asked: phrasings.composed(asked, held_out) for asked in synth.TRAIN_PHRASINGS}
+
+    def one_each(rng: np.random.Generator) -> dict[str, str]:
+        return {asked: template.replace("{thing}", thing)
+                for asked, (template, thing) in ((a, phrasings.pick(rng, p)) for a, p in pool.items())}
+    return one_each
 
 
 def unique_keys(looks: list[dict]) -> dict[int, list[str]]:
@@ -38,7 +55,7 @@ def unique_keys(looks: list[dict]) -> dict[int, list[str]]:
 
 
 def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys: dict[int, list[str]],
-                record_id: str) -> dict:
+                record_id: str, templates) -> dict:
     """One SFT record of open questions about up to QUESTIONS_PER_RECORD different scenes."""
     scenes = rng.choice(sorted(keys), size=min(QUESTIONS_PER_RECORD, len(keys)), replace=False)
     positions = synth.AnswerPositions(rng)  # options are made and dropped: the answers are words
@@ -46,7 +63,7 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
     for turn, scene in enumerate(int(s) for s in scenes):
         key = keys[scene][int(rng.integers(len(keys[scene])))]
         asked = synth.other_colour(key)
-        question = synth.make_question(rng, looks, scene, asked, synth.TRAIN_PHRASINGS, 4, positions,
+        question = synth.make_question(rng, looks, scene, asked, templates(rng), 4, positions,
                                        {key: looks[scene][key]})
         human = ("<image>\n" if turn == 0 else "") + question.text
         conversations += synth.turn_pair(human, synth.open_answer(question.answer))
@@ -55,7 +72,8 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
             "conversations": conversations}
 
 
-def more_questions(data: Path, repeats: int, seed: int) -> list[dict]:
+def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "composed") -> list[dict]:
+    templates = phrasing_source(phrasing)
     truth = json.loads((data / "ground_truth.json").read_text())
     sft = json.loads((data / "train" / "sft.json").read_text())
     rng = np.random.default_rng(seed)
@@ -70,7 +88,8 @@ def more_questions(data: Path, repeats: int, seed: int) -> list[dict]:
         keys = unique_keys(looks)
         if not keys:
             continue
-        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}") for r in range(repeats)]
+        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates)
+                    for r in range(repeats)]
     return records
 
 
@@ -79,9 +98,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("data", type=Path, help="a salova.data.synth output folder")
     parser.add_argument("--repeats", type=int, default=10, help="records per training video")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--phrasing", choices=PHRASINGS, default="composed", help="question wordings (see above)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    records = more_questions(args.data, args.repeats, args.seed)
+    records = more_questions(args.data, args.repeats, args.seed, args.phrasing)
     args.out.write_text(json.dumps(records))
     print(f"{len(records)} records, {sum(len(r['lb_sim']) for r in records)} questions -> {args.out}")
 
