@@ -15,7 +15,9 @@ unless `strict` is set.
 model_args: pretrained=CKPT (local folder; default: the built-in demo
 checkpoint), k, max_new_tokens (overrides the task's), cache_dir (feature
 cache), device, samples (path of a samples.jsonl to resume from and append to),
-strict. Python callers that already hold a VideoIndex pass `index` and
+strict, answer_by ("generate", the default: the reply is generated and the task parses it;
+"likelihood": each option's text is scored as the whole reply and the most likely option's letter
+is the answer, evals/options.py). Python callers that already hold a VideoIndex pass `index` and
 `checkpoint_hash` instead of `pretrained`. Other keys lmms-eval passes
 (max_batch_size, ...) are accepted and ignored: samples are answered one at a
 time, so an answer never depends on what else is in a batch.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -33,10 +36,11 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from evals import cache_root
+from evals.options import ANSWER_BY, cloze, record_options
 from evals.provenance import folder_digest
 from evals.sample_log import SampleLog, sample_key, settings_hash
 from salova.data.records import router_query_text
-from salova.errors import CheckpointError, VideoError
+from salova.errors import CheckpointError, ConfigError, RecordError, VideoError
 
 
 def router_query(doc: dict) -> str:
@@ -83,6 +87,7 @@ class SalovaLMMS(lmms):
         batch_size: int | str = 1,
         index=None,
         checkpoint_hash: str | None = None,
+        answer_by: str = "generate",
         **ignored,
     ):
         super().__init__()
@@ -92,12 +97,15 @@ class SalovaLMMS(lmms):
         self.batch_size_per_gpu = int(batch_size)
         self.strict = bool(strict)
         self.max_new_tokens = int(max_new_tokens) if max_new_tokens else None
+        if answer_by not in ANSWER_BY:
+            raise ConfigError(f"answer_by={answer_by!r} is not one of {', '.join(ANSWER_BY)}")
+        self.answer_by = answer_by
         if index is None:
             index, checkpoint_hash = self._build_index(pretrained, cache_dir)
         self.index = index
         self.checkpoint_hash = checkpoint_hash
         self.k = int(k or index.model.config.focus_k)
-        self.fingerprint = settings_hash(checkpoint_hash, self.k, str(index.sampler))
+        self.fingerprint = settings_hash(checkpoint_hash, self.k, str(index.sampler), answer_by)
         self.log = SampleLog(samples) if isinstance(samples, (str, Path)) else samples
         self.model_calls = 0
 
@@ -144,8 +152,11 @@ class SalovaLMMS(lmms):
         started = time.perf_counter()
         try:
             self.model_calls += 1
-            reply = self.index.ask(video, prompt, query=router_query(doc), k=self.k, **decoding)
-        except (VideoError, OSError) as error:
+            if self.answer_by == "likelihood":
+                reply = self.choose(task, doc, video)
+            else:
+                reply = self.index.ask(video, prompt, query=router_query(doc), k=self.k, **decoding)
+        except (VideoError, RecordError, OSError) as error:
             if self.strict:
                 raise VideoError(
                     f"{task} doc {doc_id}: {error} (--strict stops at the first failed sample)"
@@ -160,10 +171,22 @@ class SalovaLMMS(lmms):
                 num_scenes=len(reply.scores),
                 features_from_cache=reply.from_cache,
             )
+            if self.answer_by == "likelihood":
+                record["option_scores"] = reply.option_scores
         record["seconds"] = round(time.perf_counter() - started, 4)
         if self.log is not None:
             self.log.append(record)
         return record["answer"]
+
+    def choose(self, task: str, doc: dict, video: str):
+        """The letter of the most likely option (evals/options.py) as the reply, with its scores."""
+        options = record_options(task, doc)
+        scored = [i for i, option in enumerate(options) if option is not None]
+        question = router_query(doc)
+        choice = self.index.choose(video, question, [cloze(options[i]) for i in scored], query=question, k=self.k)
+        return SimpleNamespace(text=chr(65 + scored[choice.best]), focus=choice.focus, scene_times=choice.scene_times,
+                               scores=choice.scores, from_cache=choice.from_cache,
+                               option_scores={chr(65 + i): s for i, s in zip(scored, choice.answer_scores)})  # fmt: skip
 
     def loglikelihood(self, requests):
         raise NotImplementedError("SALOVA is evaluated on generation tasks only")

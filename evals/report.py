@@ -173,7 +173,8 @@ def report_markdown(run: dict, plots: dict[str, Path], folder: Path) -> str:
     lines += [
         f"- checkpoint: `{s['checkpoint']['path']}` (hash `{s['checkpoint']['hash']}`"
         + (", built-in demo checkpoint)" if s["checkpoint"]["demo"] else ")"),
-        f"- K (Focus scenes): {s['k']}; template: {s['template']}; towers: {s['towers']}",
+        f"- K (Focus scenes): {s['k']}; answers by: {s.get('answer_by', 'generate')}; template: {s['template']}; "
+        f"towers: {s['towers']}",
         f"- sampler: {s['sampler']}",
         f"- decoding: {s['decoding']}",
         f"- data root: `{s['data']['root']}`; limit: {s['limit']}",

@@ -95,6 +95,7 @@ def settings(results, model, plans, checkpoint, data_root, demo, args) -> dict:
     return {
         "checkpoint": {"path": str(checkpoint), "hash": model.checkpoint_hash, "demo": demo["checkpoint"]},
         "k": model.k,
+        "answer_by": model.answer_by,
         "towers": {"family": config.tower_family, "vision": config.vision_tower, "llm": config.llm},
         "template": config.chat_template,
         "sampler": dataclasses.asdict(model.index.sampler),

@@ -2,6 +2,7 @@
 
     python -m evals.run --tasks videomme,mlvu[,longvideobench,niah] [--checkpoint CKPT]
         [--data-root DIR | env SALOVA_DATA] [--limit N] [--k K] [--output DIR] [--strict]
+        [--answer-by generate|likelihood]
 
 lmms-eval runs in this process with our model instance and our task YAMLs
 (evals/tasks, pointed at the resolved data files). Around it this adds:
@@ -45,6 +46,7 @@ from evals.benchmarks import (
     resolve_task,
     video_folder,
 )
+from evals.options import ANSWER_BY
 from evals.sample_log import SampleLog, settings_hash
 from salova.errors import CheckpointError, ConfigError, SalovaError
 
@@ -97,6 +99,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--k", type=positive, help="number of Focus scenes (default: the checkpoint's focus_k)"
     )
     parser.add_argument("--max-new-tokens", type=positive, help="override the tasks' max_new_tokens")
+    parser.add_argument(
+        "--answer-by",
+        choices=ANSWER_BY,
+        default="generate",
+        help="generate: the model writes its reply and the task parses the letter (default); likelihood: "
+        "each option's text is scored as the whole reply and the most likely option's letter is the answer",
+    )
     parser.add_argument(
         "--output",
         help="run folder; running again with the same folder resumes (default: runs/eval-<settings hash>)",
@@ -183,7 +192,7 @@ def resolve_checkpoint(given: str | None) -> tuple[Path, bool]:
 
 def default_output(args, checkpoint: Path, root: Path, plans: list[TaskPlan]) -> Path:
     key = settings_hash(
-        str(checkpoint), str(root), [p.name for p in plans], args.limit, args.k, args.max_new_tokens
+        str(checkpoint), str(root), [p.name for p in plans], args.limit, args.k, args.max_new_tokens, args.answer_by
     )
     return Path("runs") / f"eval-{key}"
 
@@ -275,6 +284,7 @@ def evaluate(args, plans, checkpoint: Path, output: Path, world: int):
         device=args.device,
         samples=str(output / "samples.jsonl"),
         strict=args.strict,
+        answer_by=args.answer_by,
     )
     task_manager = TaskManager(
         "WARNING", include_path=str(output / "tasks"), include_defaults=False, model_name="salova"

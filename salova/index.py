@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from salova.data.scenes import Scene
 from salova.data.video import SamplerSettings, decode_video
 from salova.errors import VideoError
+from salova.likelihood import answer_loglikelihoods
 from salova.modeling.salova import SceneFeatures
 
 CACHE_FORMAT = 1
@@ -51,6 +52,18 @@ class Answer:
     text: str
     focus: list[int]  # scene indices fed to the LLM as Focus, temporal order
     scene_times: list[tuple[float, float]]  # (start_s, end_s) of each focus scene
+    scores: list[float]  # router score of every scene
+    from_cache: bool
+
+
+@dataclass
+class Choice:
+    """The most likely of several given answers (salova.likelihood), with the routing behind it."""
+
+    best: int  # index of the most likely answer
+    answer_scores: list[float]  # log-likelihood of each answer
+    focus: list[int]
+    scene_times: list[tuple[float, float]]
     scores: list[float]  # router score of every scene
     from_cache: bool
 
@@ -173,20 +186,37 @@ class VideoIndex:
         return IndexedVideo(features, scenes, meta, entry, from_cache=True)
 
     # -- questions ----------------------------------------------------------------
+    def _route(self, indexed: IndexedVideo, query: str, k: int | None):
+        query_ids, query_mask = self.processor.queries([query])
+        device = self.model.device
+        return self.model.route(indexed.features, query_ids.to(device), query_mask.to(device),
+                                k or self.model.config.focus_k)[0]  # fmt: skip
+
+    @staticmethod
+    def _times(indexed: IndexedVideo, focus: list[int]) -> list[tuple[float, float]]:
+        return [(indexed.scenes[i].start_time, indexed.scenes[i].end_time) for i in focus]
+
     @torch.no_grad()
     def ask(self, path, question: str, *, query: str | None = None, k: int | None = None,
             max_new_tokens: int = 64, scenes=None, **generate_kwargs) -> Answer:
         indexed = self.features(path, scenes)
-        k = k or self.model.config.focus_k
-        device = self.model.device
-        query_ids, query_mask = self.processor.queries([query or question])
-        routing = self.model.route(indexed.features, query_ids.to(device), query_mask.to(device), k)[0]
-        prompt_ids = self.processor.prompt(question).unsqueeze(0).to(device)
+        routing = self._route(indexed, query or question, k)
+        prompt_ids = self.processor.prompt(question).unsqueeze(0).to(self.model.device)
         output = self.model.generate(
             prompt_ids, video=indexed.features, focus=[routing.focus], max_new_tokens=max_new_tokens,
             **generate_kwargs,
         )
         focus = routing.focus.tolist()
-        times = [(indexed.scenes[i].start_time, indexed.scenes[i].end_time) for i in focus]
         text = self.processor.decode(output[0]).strip()
-        return Answer(text, focus, times, routing.scores.float().cpu().tolist(), indexed.from_cache)
+        return Answer(text, focus, self._times(indexed, focus), routing.scores.float().cpu().tolist(), indexed.from_cache)
+
+    @torch.no_grad()
+    def choose(self, path, question: str, answers: list[str], *, query: str | None = None, k: int | None = None,
+               scenes=None) -> Choice:  # fmt: skip
+        """The most likely of `answers` as the reply to `question` (ties: the first)."""
+        indexed = self.features(path, scenes)
+        routing = self._route(indexed, query or question, k)
+        scores = answer_loglikelihoods(self.model, self.processor, indexed.features, routing.focus, question, answers)
+        focus = routing.focus.tolist()
+        return Choice(int(scores.argmax()), scores.tolist(), focus, self._times(indexed, focus),
+                      routing.scores.float().cpu().tolist(), indexed.from_cache)  # fmt: skip

@@ -11,7 +11,7 @@ from evals.lmms_model import SalovaLMMS, decoding_settings, router_query
 from evals.sample_log import SampleLog, read_records, sample_key
 from salova.config import SalovaConfig
 from salova.data.video import SamplerSettings
-from salova.errors import VideoError
+from salova.errors import ConfigError, VideoError
 
 
 class CountingIndex:
@@ -28,6 +28,13 @@ class CountingIndex:
         self.asked.append((path, question, query, k, decoding))
         return SimpleNamespace(text=f"answer to {query}", focus=[1, 4], scene_times=[(2.0, 4.0), (8.0, 9.5)],
                                scores=[0.1, 0.7, 0.0, 0.2, 0.9], from_cache=False)  # fmt: skip
+
+
+    def choose(self, path, question, answers, *, query, k):
+        self.asked.append((path, question, query, k, answers))
+        scores = [-float(len(a)) for a in answers]  # the shortest answer is the most likely
+        return SimpleNamespace(best=scores.index(max(scores)), answer_scores=scores, focus=[0], scene_times=[(0.0, 2.0)],
+                               scores=[0.9, 0.1], from_cache=True)  # fmt: skip
 
 
 def wrapper(tmp_path, index=None, **kwargs):
@@ -127,3 +134,38 @@ def test_sample_log_skips_a_torn_last_line(tmp_path):
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps({"key": "t/0/s", "answer": "A"}) + "\n" + '{"key": "t/1/s", "ans')
     assert list(SampleLog(path).answered) == ["t/0/s"]
+
+
+LVB_DOC = {"id": "lvb_1", "question": "What color is the sky?", "answer": "C",
+           **{f"option{i}": o for i, o in enumerate(["dark blue", "light gray", "N/A", "red", "N/A"])}}  # fmt: skip
+
+
+def test_answer_by_likelihood_scores_each_option_and_answers_its_letter(tmp_path):
+    model = wrapper(tmp_path, k=2, answer_by="likelihood")
+    reply = model.answer("longvideobench_val_salova", 0, LVB_DOC, "prompt with options", GEN, "/data/v.mp4")
+    [(path, question, query, k, answers)] = model.index.asked
+    assert (question, query, k) == ("What color is the sky?", "What color is the sky?", 2)  # no option list
+    assert answers == ["Dark blue.", "Light gray.", "Red."]  # the N/A padding is not scored
+    assert reply == "D"  # "Red." is the shortest; it sits at letter D once the padding is counted
+    [record] = read_records(tmp_path / "samples.jsonl")
+    assert record["option_scores"] == {"A": -10.0, "B": -11.0, "D": -4.0}
+
+
+def test_answer_by_is_part_of_the_sample_key(tmp_path):
+    generated = wrapper(tmp_path)
+    generated.answer("videomme_salova", 0, {**DOC, "options": ["A. red", "B. blue"]}, "p", GEN, "/data/v.mp4")
+    scored = wrapper(tmp_path, answer_by="likelihood")
+    reply = scored.answer("videomme_salova", 0, {**DOC, "options": ["A. red", "B. blue"]}, "p", GEN, "/data/v.mp4")
+    assert reply == "A" and scored.model_calls == 1  # answered again, not taken from the generated log
+
+
+def test_a_record_without_options_is_a_recorded_failure(tmp_path):
+    model = wrapper(tmp_path, answer_by="likelihood")
+    assert model.answer("mlvu_dev_salova", 3, DOC, "p", GEN, "/data/v.mp4") == ""
+    [record] = read_records(tmp_path / "samples.jsonl")
+    assert "RecordError" in record["failure"] and "'candidates'" in record["failure"]
+
+
+def test_unknown_answer_by_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="answer_by='vote'"):
+        wrapper(tmp_path, answer_by="vote")

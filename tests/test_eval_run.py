@@ -294,3 +294,19 @@ def test_lmms_eval_cli_finds_the_salova_entry_point(workspace, ci_root, checkpoi
     assert results["n-samples"]["videomme_salova"]["effective"] == 2
     assert "evals.lmms_model.SalovaLMMS" in results["config"]["model_backend"]
     assert "mlvu_percetion_score,none" in results["results"]["mlvu_dev_salova"]
+
+
+def test_answer_by_likelihood_answers_the_most_likely_options_letter(workspace, ci_root, checkpoint):
+    output = workspace / "likelihood" / "run"
+    assert main(run_args(ci_root, checkpoint, output, "--answer-by", "likelihood", tasks="videomme,mlvu,niah")) == 0
+    rows = read_records(output / "samples.jsonl")
+    assert len(rows) == 3 * LIMIT and not any(r.get("failure") for r in rows)
+    for row in rows:
+        scores = row["option_scores"]
+        assert len(scores) == 4 and row["answer"] == max(scores, key=scores.get)
+    questions = pq.read_table(ci_root / "videomme" / "test-00000-of-00001.parquet").to_pylist()[:LIMIT]
+    videomme = [r for r in rows if r["task"] == "videomme_salova"]
+    results = json.loads((output / "results.json").read_text())
+    assert results["settings"]["answer_by"] == "likelihood"
+    assert results["tasks"]["videomme_salova"]["accuracy"] == pytest.approx(  # the task scores the chosen letter
+        100 * sum(r["answer"] == questions[r["doc_id"]]["answer"] for r in videomme) / LIMIT)  # fmt: skip

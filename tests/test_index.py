@@ -117,3 +117,18 @@ def test_two_processes_share_one_cache(tiny_checkpoint, ci_corpus, tmp_path):
     model, processor = load_checkpoint(tiny_checkpoint, device="cpu")
     reread = VideoIndex(model, processor, cache).features(video)
     assert reread.from_cache
+
+
+def test_choose_scores_the_answers_with_the_routed_focus(index, ci_corpus):
+    from salova.likelihood import answer_loglikelihoods
+
+    video = first_video(ci_corpus)
+    answers = ["Red.", "Blue.", "Green."]
+    choice = index.choose(video, QUESTION, answers, k=2)
+    asked = index.ask(video, QUESTION, max_new_tokens=2, k=2)
+    assert choice.focus == asked.focus and choice.scores == asked.scores  # the same routing as ask
+    features = index.features(video).features
+    expected = answer_loglikelihoods(index.model, index.processor, features, torch.tensor(choice.focus), QUESTION, answers)
+    assert choice.answer_scores == pytest.approx(expected.tolist(), abs=1e-5)
+    assert choice.best == int(expected.argmax())
+    assert choice.scene_times == asked.scene_times

@@ -3,12 +3,8 @@
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 
-from salova.config import SalovaConfig
 from salova.data import synth
-from salova.modeling.salova import SalovaForCausalLM, SceneFeatures
-from salova.processing import SalovaProcessor
 from training.probes import open_answer, text_mc
 
 
@@ -28,32 +24,6 @@ def test_detected_scene_is_the_one_overlapping_the_answer_span_most():
     assert open_answer.detected_scene(indexed, (9.5, 12.0)) == 1
     assert open_answer.detected_scene(indexed, (11.0, 20.0)) == 2
     assert open_answer.detected_scene(indexed, (0.0, 9.0)) == 0
-
-
-def test_colour_scores_are_the_llm_log_likelihood_of_each_answer():
-    """Each colour's score equals minus the LLM's own summed cross-entropy of that answer,
-    computed here independently through the model's training forward (labels on the answer)."""
-    config = SalovaConfig.from_preset("tiny")
-    torch.manual_seed(0)
-    model = SalovaForCausalLM(config).eval()
-    processor = SalovaProcessor.for_config(config)
-    generator = torch.Generator().manual_seed(1)
-    video = SceneFeatures(torch.randn(4, 64, generator=generator),
-                          torch.randn(4, config.connector_latents, 64, generator=generator))
-    focus = torch.tensor([2, 0])
-    prompt = processor.prompt("What is the background color of the scene with a red object?")
-    scores = open_answer.colour_scores(model, processor, video, focus, prompt)
-    assert scores.shape == (len(synth.COLORS),)
-    for colour, score in zip(synth.COLORS[:3], scores[:3]):
-        answer = torch.tensor(processor.tokenizer(f"{colour.capitalize()}.", add_special_tokens=False).input_ids)
-        ids = torch.cat([prompt, answer])[None]
-        labels = torch.cat([torch.full_like(prompt, -100), answer])[None]
-        with torch.no_grad():
-            out = model(ids, labels=labels, videos=[video], focus=[focus],
-                        query_ids=[torch.zeros(1, 2, dtype=torch.long)], query_mask=[torch.ones(1, 2, dtype=torch.long)],
-                        router_labels=[torch.zeros(1, 4)])
-        torch.testing.assert_close(score, -out.lm_loss * len(answer), atol=1e-4, rtol=1e-4)
-    assert not torch.allclose(scores, scores[0].expand_as(scores))  # the colours are told apart
 
 
 def test_text_mc_letter_statement_states_the_correct_letter():

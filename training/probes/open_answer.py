@@ -36,7 +36,8 @@ from tqdm import tqdm
 from salova.checkpoint import load_checkpoint
 from salova.data import synth
 from salova.index import VideoIndex
-from salova.modeling.focusfast import select_focus, splice, uniform_focus, visual_block
+from salova.likelihood import answer_loglikelihoods
+from salova.modeling.focusfast import select_focus, uniform_focus
 
 MODES = ("router", "uniform", "oracle", "other")
 
@@ -61,21 +62,9 @@ def answer_span(videos: dict, question: dict) -> tuple[float, float]:
     return scene["start_frame"] / video["fps"], scene["end_frame"] / video["fps"]
 
 
-@torch.no_grad()
-def colour_scores(model, processor, features, focus: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
-    """Log-likelihood of each colour as the whole answer, given the prompt and the Focus: (12,)."""
-    features = model._on_model(features)
-    block = visual_block(model.projector, features.local, features.routing, focus.sort().values.to(features.local.device),
-                         model.config.use_focus, model.config.use_fast)
-    scores = []
-    for colour in synth.COLORS:
-        answer = processor.tokenizer(synth.open_answer(colour), add_special_tokens=False).input_ids
-        ids = torch.cat([prompt_ids, torch.tensor(answer)]).to(model.device)
-        embeds, _ = splice(model._embed_text(ids), ids, None, block, model.config.image_token_index)
-        logits = model.llm(inputs_embeds=embeds[None]).logits[0].float()
-        answer_logits = logits[-len(answer) - 1:-1]  # the positions that predict the answer tokens
-        scores.append(answer_logits.log_softmax(-1).gather(1, torch.tensor(answer, device=model.device)[:, None]).sum())
-    return torch.stack(scores)
+def colour_scores(model, processor, features, focus: torch.Tensor, question: str) -> torch.Tensor:
+    """Log-likelihood of each colour as the whole answer, given the question and the Focus: (12,)."""
+    return answer_loglikelihoods(model, processor, features, focus, question, [synth.open_answer(c) for c in synth.COLORS])
 
 
 def evaluate(model, processor, index: VideoIndex, data_root: Path, k: int, limit: int | None) -> pd.DataFrame:
@@ -97,13 +86,12 @@ def evaluate(model, processor, index: VideoIndex, data_root: Path, k: int, limit
                  "uniform": (indexed, uniform_focus(indexed.features.num_scenes, k)),
                  "oracle": (indexed, torch.tensor([target, *best_others])),
                  "other": (other, model.route(other.features, query_ids, query_mask, k)[0].focus)}
-        prompt_ids = processor.prompt(text)
         answer = synth.COLORS.index(question["answer"])
         row = {"benchmark": question["benchmark"], "question_id": question["question_id"],
                "scenes": indexed.features.num_scenes, "answer_in_router_focus": target in routed.tolist()}
         for mode in MODES:
             video, chosen = focus[mode]
-            row[mode] = int(colour_scores(model, processor, video.features, chosen, prompt_ids).argmax()) == answer
+            row[mode] = int(colour_scores(model, processor, video.features, chosen, text).argmax()) == answer
         rows.append(row)
     return pd.DataFrame(rows)
 
