@@ -205,3 +205,32 @@ def test_a_marker_left_by_a_dead_process_is_cleared(tmp_path):
     marker.write_text(finished.stdout.strip())  # that process has exited
     wait_for_other_process(marker, poll_s=0.01)
     assert not marker.exists()
+
+
+def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
+    from training import reproduce
+
+    commands = {}
+    monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
+    monkeypatch.setattr(reproduce.Reproduction, "variant_checkpoint", lambda self, name, source, **config: source)
+    reproduce.reproduce(tmp_path, seed=0, variants=["full"], ks=[5], tasks="niah", ablation_limit=None)
+    questions = commands["stage-2 questions"]
+    assert questions[questions.index("--out") + 1] == str(tmp_path / "data" / "train" / "sft_composed.json")
+    assert "--phrasing" not in questions  # the composed default
+    sft = commands["train full sft"]
+    assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
+    assert f"data_path={tmp_path / 'data' / 'train' / 'sft_composed.json'}" in sft
+    assert f"init_from={tmp_path / 'full' / 'longvideo' / 'final'}" in sft
+    evaluation = commands["eval full k=5 likelihood"]
+    assert evaluation[evaluation.index("--answer-by") + 1] == "likelihood"
+    assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k5-likelihood")
+
+
+def test_report_headline_is_the_full_model_at_k5_whatever_the_answer_mode():
+    from training.results_report import headline
+
+    summary = {"evaluations": {"uniform-k5-likelihood": {"variant": "uniform", "k": 5},
+                               "full-k1-likelihood": {"variant": "full", "k": 1},
+                               "full-k5-likelihood": {"variant": "full", "k": 5}}}  # fmt: skip
+    assert headline(summary, dict.fromkeys(summary["evaluations"])) == "full-k5-likelihood"
+    assert headline(summary, {"full-k1-likelihood": None}) is None

@@ -3,12 +3,16 @@ then the baselines and ablations trained and evaluated the same way.
 
     python -m training.reproduce --out runs/small [--seed 0] [--variants full,uniform,...]
         [--ks 1,5,9] [--ablation-limit N] [--tasks videomme,mlvu,longvideobench,niah]
+        [--answer-by likelihood|generate]
 
 Steps (each in its own process, so DeepSpeed's global state never leaks between stages):
 
-1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`
+1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`, then the
+   stage-2 questions: `python -m salova.data.more_questions OUT/data --repeats 40 --seed 1
+   --out OUT/data/train/sft_composed.json` (48,000 open questions in composed phrasings)
 2. full model: `python -m training.train --stage {pretrain,longvideo,sft}` with
-   training/recipes/small-*.yaml, each stage starting from the previous stage's final folder
+   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml (on
+   sft_composed.json), each stage starting from the previous stage's final folder
 3. variants (docs/results.md explains each):
    - `uniform`: the full model's checkpoint with `focus_selection: uniform` (K scenes evenly
      spaced over the video, no router; same Focus and Fast token counts)
@@ -16,7 +20,7 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
      `use_focus` switched off (the FocusFast ablation)
    - `no-longvideo`: stage 2 straight from the stage-1 checkpoint (skipping stage 1.5)
 4. evaluation: `python -m evals.run --tasks ... --checkpoint CKPT --data-root OUT/data --k K
-   --output OUT/eval/<variant>-k<K>`: first the full model at K = 5 on every question, then the
+   --answer-by likelihood --output OUT/eval/<variant>-k<K>-likelihood`: first the full model at K = 5 on every question, then the
    full model at the other K of --ks and the variants at K = 5 (on the first --ablation-limit
    questions of each task when given)
 5. OUT/summary.json: every step's command, wall time and exit status, and where each evaluation's
@@ -43,6 +47,9 @@ RECIPES = REPO / "training" / "recipes"
 VARIANTS = ("full", "uniform", "focus-only", "fast-only", "no-longvideo")
 TASKS = "videomme,mlvu,longvideobench,niah"
 MAIN_K = 5
+STAGE_RECIPES = {"pretrain": "small-pretrain.yaml", "longvideo": "small-longvideo.yaml", "sft": "small-open-sft.yaml"}
+STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_composed.json"}
+QUESTION_REPEATS, QUESTION_SEED = 40, 1  # salova.data.more_questions: 40 records of 5 questions per video
 RUNNING = ".reproduce-running"
 # Tiny models on a shared 2-core CPU run faster on one thread (no oversubscription).
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -52,8 +59,8 @@ CHILD_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLIN
 class Reproduction:
     """The folders and commands of one reproduction under `out`; records what each step took."""
 
-    def __init__(self, out: Path, seed: int, tasks: str):
-        self.out, self.seed, self.tasks = out, seed, tasks
+    def __init__(self, out: Path, seed: int, tasks: str, answer_by: str = "likelihood"):
+        self.out, self.seed, self.tasks, self.answer_by = out, seed, tasks, answer_by
         self.data = out / "data"
         self.summary_path = out / "summary.json"
         self.summary = {"steps": {}, "evaluations": {}, "machine": machine()}
@@ -105,18 +112,21 @@ class Reproduction:
         command = [sys.executable, "-m", "salova.data.synth", "--preset", "small", "--out", str(self.data),
                    "--seed", str(self.seed), "--quiet"]  # fmt: skip
         self.step("corpus", command, self.data, self.data / "manifest.json")
+        questions = self.data / "train" / STAGE_DATA["sft"]
+        command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
+                   str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--out", str(questions)]  # fmt: skip
+        self.step("stage-2 questions", command, self.data, questions)
 
     def stage(self, variant: str, stage: str, init_from: Path | None) -> Path:
         """Train one stage of `variant`; returns its final save_pretrained folder."""
         output = self.out / variant / stage
         train = self.data / "train"
-        data_file = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft.json"}[stage]
-        overrides = [f"data_path={train / data_file}", f"video_folder={train}", f"output_dir={output}",
+        overrides = [f"data_path={train / STAGE_DATA[stage]}", f"video_folder={train}", f"output_dir={output}",
                      f"seed={42 + self.seed}", f"init_from={init_from if init_from else 'null'}"]  # fmt: skip
         if stage == "pretrain":
             overrides.append(f"image_folder={train}")
         command = [sys.executable, "-m", "training.train", "--stage", stage,
-                   "--recipe", str(RECIPES / f"small-{stage}.yaml"), *overrides]  # fmt: skip
+                   "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *overrides]  # fmt: skip
         self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json")
         return output / "final"
 
@@ -130,15 +140,15 @@ class Reproduction:
         return target
 
     def evaluate(self, name: str, checkpoint: Path, k: int, limit: int | None) -> None:
-        output = self.out / "eval" / f"{name}-k{k}"
+        output = self.out / "eval" / f"{name}-k{k}-{self.answer_by}"
         command = [sys.executable, "-m", "evals.run", "--tasks", self.tasks, "--checkpoint", str(checkpoint),
-                   "--data-root", str(self.data), "--k", str(k), "--output", str(output),
+                   "--data-root", str(self.data), "--k", str(k), "--answer-by", self.answer_by, "--output", str(output),
                    "--cache-dir", str(self.out / "feature-cache"), "--device", "cpu"]  # fmt: skip
         if limit:
             command += ["--limit", str(limit)]
-        self.step(f"eval {name} k={k}", command, output, output / "results.json")
-        self.record("evaluations", f"{name}-k{k}",
-                    {"variant": name, "k": k, "limit": limit, "results": str(output / "results.json")})
+        self.step(f"eval {name} k={k} {self.answer_by}", command, output, output / "results.json")
+        self.record("evaluations", output.name, {"variant": name, "k": k, "limit": limit, "answer_by": self.answer_by,
+                                                 "results": str(output / "results.json")})  # fmt: skip
 
 
 def wait_for_other_process(marker: Path, poll_s: float = 10.0) -> None:
@@ -158,9 +168,9 @@ def machine() -> dict:
 
 
 def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: str,
-              ablation_limit: int | None) -> dict:
+              ablation_limit: int | None, answer_by: str = "likelihood") -> dict:
     """Train and evaluate `variants` (and the stages they start from), skipping what is done."""
-    run = Reproduction(out, seed, tasks)
+    run = Reproduction(out, seed, tasks, answer_by)
     run.corpus()
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
@@ -199,6 +209,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation-limit", type=int, default=None,
                         help="questions per task for the variants and the other K (default: all); "
                              "the full model at K=5 always answers every question")
+    parser.add_argument("--answer-by", choices=("likelihood", "generate"), default="likelihood",
+                        help="how evals.run answers the multiple-choice questions (evals/options.py)")
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -210,7 +222,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    summary = reproduce(args.out, args.seed, args.variants, args.ks, args.tasks, args.ablation_limit)
+    summary = reproduce(args.out, args.seed, args.variants, args.ks, args.tasks, args.ablation_limit, args.answer_by)
     print(f"[reproduce] summary in {args.out / 'summary.json'} ({len(summary['steps'])} steps)")
     return 0
 

@@ -25,7 +25,7 @@ TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobe
          "niah_salova": "NIAH"}  # fmt: skip
 LENGTH_CATEGORY = {"videomme_salova": "duration", "mlvu_dev_salova": "length",
                    "longvideobench_val_salova": "duration_group", "niah_salova": "haystack_minutes"}  # fmt: skip
-HEADLINE = "full-k5"
+HEADLINE_K = 5
 
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
@@ -36,6 +36,12 @@ def load(out: Path) -> tuple[dict, dict[str, dict]]:
         if path.exists():
             results[name] = json.loads(path.read_text())
     return summary, results
+
+
+def headline(summary: dict, results: dict[str, dict]) -> str | None:
+    """Name of the full model's K = 5 evaluation (the one every question is asked in), if any."""
+    return next((name for name in results if summary["evaluations"][name]["variant"] == "full"
+                 and summary["evaluations"][name]["k"] == HEADLINE_K), None)  # fmt: skip
 
 
 def _cell(value, digits=1) -> str:
@@ -82,7 +88,8 @@ def variants_table(summary: dict, results: dict[str, dict], limit: int | None, m
         lines.append(f"| {entry['variant']} | {entry['k']} | {count} | " + " | ".join(accuracies) +
                      f" | {_cell(pooled(scores, 'accuracy'))} | {_cell(pooled(scores, 'recall@1'))} | "
                      f"{_cell(pooled(scores, 'recall@K'))} |")  # fmt: skip
-    headline_rows = read_samples(summary["evaluations"][HEADLINE]["results"]) if HEADLINE in results else []
+    main_run = headline(summary, results)
+    headline_rows = read_samples(summary["evaluations"][main_run]["results"]) if main_run else []
     reference = constant_answer_scores(headline_rows, limit, min_scenes)
     if reference:
         accuracies = [_cell(reference[t]["accuracy"]) + f" ({reference[t]['letter']})" if t in reference else "–"
@@ -165,11 +172,11 @@ def times_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def copy_figures(out: Path, folder: Path) -> list[Path]:
+def copy_figures(results_path: Path, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in ("niah_salova_heatmap.png", "accuracy_by_length.png"):
-        source = out / "eval" / HEADLINE / "plots" / name
+        source = results_path.parent / "plots" / name
         if source.exists():
             copied.append(Path(shutil.copy(source, folder / name)))
     return copied
@@ -189,15 +196,16 @@ def main(argv: list[str] | None = None) -> int:
           + variants_table(summary, results, common, min_scenes=30) + "\n")
     print("## Accuracy by whether the answer scene is in the Focus (every question)\n\n"
           + focus_split_table(summary, results) + "\n")
-    if HEADLINE in results:
-        headline = results[HEADLINE]
-        print("## Full model, K = 5, every question, per task\n\n" + per_task_router_table(headline) + "\n")
-        print("## Accuracy by video length (full model, K = 5)\n\n" + length_table(headline) + "\n")
-        print("## NIAH accuracy (%), full model, K = 5\n\n" + niah_table(headline) + "\n")
+    main_run = headline(summary, results)
+    if main_run:
+        run = results[main_run]
+        print("## Full model, K = 5, every question, per task\n\n" + per_task_router_table(run) + "\n")
+        print("## Accuracy by video length (full model, K = 5)\n\n" + length_table(run) + "\n")
+        print("## NIAH accuracy (%), full model, K = 5\n\n" + niah_table(run) + "\n")
     print("## Wall time of each step\n\n" + times_table(summary) + "\n")
     print(f"machine: {summary.get('machine')}")
-    if args.figures:
-        for path in copy_figures(args.out, args.figures):
+    if args.figures and main_run:
+        for path in copy_figures(Path(summary["evaluations"][main_run]["results"]), args.figures):
             print(f"copied {path}", file=sys.stderr)
     return 0
 
