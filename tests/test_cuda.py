@@ -115,3 +115,18 @@ def test_tiny_model_generates_the_same_tokens_on_cuda_as_on_cpu_for_any_batch():
     for b in range(3):
         assert torch.equal(alone[b].cpu(), cpu[b])
         assert torch.equal(together[0][b, : len(alone[b])].cpu(), cpu[b])
+
+
+def test_option_likelihoods_on_cuda_equal_the_cpu_and_pick_the_same_option():
+    from salova.likelihood import answer_loglikelihoods
+
+    model, processor, questions, videos = tiny_model_and_inputs()
+    answers = ["Red.", "Dark blue.", "The ball rolls left.", "Green."]
+    focus = torch.tensor([3, 0])
+    cpu = answer_loglikelihoods(model, processor, videos[0], focus, questions[0], answers)
+    model.cuda()
+    cuda = answer_loglikelihoods(model, processor, on("cuda", videos[0]), focus.cuda(), questions[0], answers)
+    again = answer_loglikelihoods(model, processor, on("cuda", videos[0]), focus.cuda(), questions[0], answers)
+    assert cuda.device.type == "cuda" and torch.equal(cuda, again)  # deterministic on the GPU
+    torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=1e-4)
+    assert int(cuda.argmax()) == int(cpu.argmax())
