@@ -234,3 +234,17 @@ def test_report_headline_is_the_full_model_at_k5_whatever_the_answer_mode():
                                "full-k5-likelihood": {"variant": "full", "k": 5}}}  # fmt: skip
     assert headline(summary, dict.fromkeys(summary["evaluations"])) == "full-k5-likelihood"
     assert headline(summary, {"full-k1-likelihood": None}) is None
+
+
+def test_report_reads_a_folder_of_evaluations_without_a_summary(tmp_path):
+    from training.results_report import load
+
+    for name, k in (("full-k1", 1), ("no-longvideo-k5", 5)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"settings": {"k": k, "answer_by": "likelihood"}}))
+    (tmp_path / "notes").mkdir()  # not an evaluation
+    summary, results = load(tmp_path)
+    assert set(results) == {"full-k1", "no-longvideo-k5"}
+    assert summary["evaluations"]["no-longvideo-k5"] == {"variant": "no-longvideo", "k": 5, "limit": None,
+                                                         "answer_by": "likelihood",
+                                                         "results": str(tmp_path / "no-longvideo-k5" / "results.json")}

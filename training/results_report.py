@@ -3,7 +3,8 @@
     python -m training.results_report runs/small [--figures docs/results]
 
 Reads OUT/summary.json and every evaluation's results.json and samples.jsonl (written by
-evals.run) and prints: the variants table, every variant scored on the same questions (the
+evals.run); a folder without summary.json is read as a folder of evals.run outputs named
+`<variant>-k<K>[-...]` (e.g. runs you started by hand). It prints: the variants table, every variant scored on the same questions (the
 first --ablation-limit of each task; accuracy per task, router recall@1 / @K), the same on
 videos of >= 30 scenes, each variant's accuracy split by whether the router put the answer
 scene among the Focus scenes, the full model's per-task scores, accuracy by video length and
@@ -29,13 +30,24 @@ HEADLINE_K = 5
 
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else evaluations_in(out)
     results = {}
     for name, entry in summary.get("evaluations", {}).items():
         path = Path(entry["results"])
         if path.exists():
             results[name] = json.loads(path.read_text())
     return summary, results
+
+
+def evaluations_in(folder: Path) -> dict:
+    """A summary of the evals.run outputs directly under `folder` (<variant>-k<K>[-...]/results.json)."""
+    evaluations = {}
+    for path in sorted(folder.glob("*/results.json")):
+        settings = json.loads(path.read_text())["settings"]
+        evaluations[path.parent.name] = {"variant": path.parent.name.split("-k")[0], "k": settings["k"],
+                                         "limit": settings.get("limit"), "answer_by": settings.get("answer_by", "generate"),
+                                         "results": str(path)}  # fmt: skip
+    return {"steps": {}, "evaluations": evaluations}
 
 
 def headline(summary: dict, results: dict[str, dict]) -> str | None:
