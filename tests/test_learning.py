@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from hypothesis import given
@@ -248,3 +249,24 @@ def test_report_reads_a_folder_of_evaluations_without_a_summary(tmp_path):
     assert summary["evaluations"]["no-longvideo-k5"] == {"variant": "no-longvideo", "k": 5, "limit": None,
                                                          "answer_by": "likelihood",
                                                          "results": str(tmp_path / "no-longvideo-k5" / "results.json")}
+
+
+def test_report_figure_data_pools_each_evaluation_over_its_questions(tmp_path):
+    from training.results_report import main
+
+    def sample(task, doc_id, correct, scenes):
+        return {"task": task, "doc_id": doc_id, "correct": correct, "num_scenes": scenes, "target": "A", "answer_span": None}
+
+    runs = {"full-k1": [sample("niah_salova", 0, True, 40), sample("mlvu_dev_salova", 0, True, 10),
+                        sample("mlvu_dev_salova", 1, False, 35)],
+            "uniform-k1": [sample("niah_salova", 0, False, 40), sample("mlvu_dev_salova", 0, True, 10),
+                           sample("mlvu_dev_salova", 1, False, 35)]}  # fmt: skip
+    for name, rows in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"settings": {"k": 1}, "tasks": {}}))
+        (tmp_path / name / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(tmp_path), "--figures", str(tmp_path / "figures")]) == 0
+    frame = pd.read_csv(tmp_path / "figures" / "variants.csv").set_index("evaluation")
+    assert frame.loc["full-k1", "accuracy"] == pytest.approx(200 / 3) and frame.loc["full-k1", "accuracy_30_scenes"] == 50.0
+    assert frame.loc["uniform-k1", "accuracy"] == pytest.approx(100 / 3) and frame.loc["uniform-k1", "accuracy_30_scenes"] == 0.0
+    assert (tmp_path / "figures" / "variants.png").read_bytes()[:4] == b"\x89PNG"

@@ -9,7 +9,9 @@ first --ablation-limit of each task; accuracy per task, router recall@1 / @K), t
 videos of >= 30 scenes, each variant's accuracy split by whether the router put the answer
 scene among the Focus scenes, the full model's per-task scores, accuracy by video length and
 NIAH grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
-map and accuracy-by-length plot there.
+map and accuracy-by-length plot there and draws every evaluation's pooled accuracy, on all
+questions and on videos of >= 30 scenes, as one bar chart (variants.png; its numbers as
+variants.csv).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from evals.diagnostics import retrieval_hits
 
@@ -184,6 +190,34 @@ def times_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def variants_frame(summary: dict, results: dict[str, dict], limit: int | None) -> pd.DataFrame:
+    """One row per evaluation: variant, K, pooled accuracy (%) on all questions and on videos of >= 30 scenes."""
+    rows = []
+    for name in results:
+        entry = summary["evaluations"][name]
+        samples = read_samples(entry["results"])
+        rows.append({"evaluation": name, "variant": entry["variant"], "k": entry["k"],
+                     "accuracy": pooled(subset_scores(samples, limit), "accuracy"),
+                     "accuracy_30_scenes": pooled(subset_scores(samples, limit, min_scenes=30), "accuracy")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def variants_figure(frame: pd.DataFrame, path: Path) -> Path:
+    figure = Figure(figsize=(max(5.0, 0.9 * len(frame)), 3.6))
+    axes = figure.add_subplot()
+    labels = [f"{v}\nK={k}" for v, k in zip(frame.variant, frame.k)]
+    positions = range(len(frame))
+    axes.bar([p - 0.2 for p in positions], frame.accuracy, width=0.4, label="all questions")
+    axes.bar([p + 0.2 for p in positions], frame.accuracy_30_scenes, width=0.4, label=">= 30 scenes")
+    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(0, 100)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    FigureCanvasAgg(figure).print_png(str(path))
+    return path
+
+
 def copy_figures(results_path: Path, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
@@ -216,9 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         print("## NIAH accuracy (%), full model, K = 5\n\n" + niah_table(run) + "\n")
     print("## Wall time of each step\n\n" + times_table(summary) + "\n")
     print(f"machine: {summary.get('machine')}")
-    if args.figures and main_run:
-        for path in copy_figures(Path(summary["evaluations"][main_run]["results"]), args.figures):
-            print(f"copied {path}", file=sys.stderr)
+    if args.figures:
+        args.figures.mkdir(parents=True, exist_ok=True)
+        copied = copy_figures(Path(summary["evaluations"][main_run]["results"]), args.figures) if main_run else []
+        frame = variants_frame(summary, results, common)
+        frame.to_csv(args.figures / "variants.csv", index=False)
+        for path in [*copied, variants_figure(frame, args.figures / "variants.png")]:
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
