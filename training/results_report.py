@@ -209,7 +209,7 @@ def variants_figure(frame: pd.DataFrame, path: Path) -> Path:
     positions = range(len(frame))
     axes.bar([p - 0.2 for p in positions], frame.accuracy, width=0.4, label="all questions")
     axes.bar([p + 0.2 for p in positions], frame.accuracy_30_scenes, width=0.4, label=">= 30 scenes")
-    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set_xticks(list(positions), labels, fontsize=8, rotation=30, ha="right")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 100)
     axes.legend(fontsize=8)
