@@ -25,11 +25,11 @@ def answer_loglikelihoods(model, processor, features: SceneFeatures, focus: torc
     features = model._on_model(features)
     block = visual_block(model.projector, features.local, features.routing, focus.sort().values.to(model.device),
                          model.config.use_focus, model.config.use_fast)  # fmt: skip
-    prompt_ids = processor.prompt(question)
+    prompt_ids = processor.prompt(question).to(model.device)
     scores = []
     for answer in answers:
         answer_ids = torch.tensor(processor.tokenizer(answer, add_special_tokens=False).input_ids, device=model.device)
-        ids = torch.cat([prompt_ids.to(model.device), answer_ids])
+        ids = torch.cat([prompt_ids, answer_ids])
         embeds, _ = splice(model._embed_text(ids), ids, None, block, model.config.image_token_index)
         logits = model.llm(inputs_embeds=embeds[None]).logits[0, -len(answer_ids) - 1 : -1].float()  # predict the answer
         scores.append(logits.log_softmax(-1).gather(1, answer_ids[:, None]).sum())

@@ -42,6 +42,8 @@ import sys
 import time
 from pathlib import Path
 
+from evals.options import ANSWER_BY
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "training" / "recipes"
 VARIANTS = ("full", "uniform", "focus-only", "fast-only", "no-longvideo")
@@ -209,7 +211,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation-limit", type=int, default=None,
                         help="questions per task for the variants and the other K (default: all); "
                              "the full model at K=5 always answers every question")
-    parser.add_argument("--answer-by", choices=("likelihood", "generate"), default="likelihood",
+    parser.add_argument("--answer-by", choices=ANSWER_BY, default="likelihood",
                         help="how evals.run answers the multiple-choice questions (evals/options.py)")
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]

@@ -219,7 +219,6 @@ def variants_figure(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def copy_figures(results_path: Path, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
     copied = []
     for name in ("niah_salova_heatmap.png", "accuracy_by_length.png"):
         source = results_path.parent / "plots" / name

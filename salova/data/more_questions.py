@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from salova.data import phrasings, synth
-from salova.errors import RecordError
+from salova.errors import ConfigError, RecordError
 
 QUESTIONS_PER_RECORD = 5
 PHRASINGS = ("composed", "fixed")
@@ -34,13 +34,17 @@ def phrasing_source(name: str):
     if name == "fixed":
         return lambda rng: synth.TRAIN_PHRASINGS
     if name != "composed":
-        raise ValueError(f"phrasing {name!r} is not one of {PHRASINGS}")
+        raise ConfigError(f"phrasing {name!r} is not one of {PHRASINGS}")
     held_out = synth.HELD_OUT_TEMPLATES.values()
     pool = {asked: phrasings.composed(asked, held_out) for asked in synth.TRAIN_PHRASINGS}
 
     def one_each(rng: np.random.Generator) -> dict[str, str]:
-        return {asked: template.replace("{thing}", thing)
-                for asked, (template, thing) in ((a, phrasings.pick(rng, p)) for a, p in pool.items())}
+        templates = {}
+        for asked, wordings in pool.items():
+            template, thing = phrasings.pick(rng, wordings)
+            templates[asked] = template.replace("{thing}", thing)
+        return templates
+
     return one_each
 
 

@@ -32,7 +32,7 @@ FRAMES = (
     "{wh} {colour} is the {target} {prep} {scene}?",
     "{Prep} {scene}, {wh} {colour} is the {target}?",
     "{command} the {colour} of the {target} {prep} {scene}.",
-    "{Scene}: {wh} {colour} is the {target}?",
+    "{scene}: {wh} {colour} is the {target}?",
     "Consider {scene}. {Wh} {colour} is its {target}?",
     "I mean {scene}. {Wh} {colour} is the {target} there?",
     "{wh} {colour} is used for the {target} {prep} {scene}?",
@@ -55,9 +55,8 @@ def _capitalised(text: str) -> str:
 
 def _fill(frame: str, lead: str, asked: str, wh: str, colour: str, prep: str, command: str) -> str:
     text = frame.format(wh=wh, Wh=wh.capitalize(), colour=colour, target=TARGETS[asked], prep=prep,
-                        Prep=prep.capitalize(), command=command, scene="{scene}", Scene="{Scene}", thing="{thing}")
-    text = lead + (text if lead.endswith(", ") else _capitalised(text))
-    return text.replace("{Scene}", "{scene}")  # the question writer capitalises the first letter
+                        Prep=prep.capitalize(), command=command, scene="{scene}", thing="{thing}")
+    return lead + (text if lead.endswith(", ") else _capitalised(text))  # "{scene}..." stays: the question writer capitalises it
 
 
 def composed(asked: str, held_out: Iterable[str]) -> list[str]:
