@@ -1,13 +1,14 @@
-"""The built-in demo checkpoint: the `tiny` SALOVA preset trained by the project's own
-pipeline (python -m training.train: stage 1, 1.5 and 2) on a synthetic corpus.
+"""The built-in demo checkpoint: a shortened run of the `small` model's learning recipe
+(python -m training.reproduce: corpus, stages 1, 1.5 and 2 with training/recipes/small-*.yaml).
 
-It exists so that `python -m evals.run --tasks ...` works with nothing given. It
-is built on first use (minutes on a laptop CPU, with progress bars) and cached
-under $SALOVA_CACHE (default ~/.cache/salova)/demo-checkpoint/<recipe hash>/.
-It knows only the synthetic scenes; its scores say nothing about real videos.
-Learning rates are raised over the paper's (the tiny model and corpus need it);
-everything else follows the stage defaults of training/recipe.py. The corpus has
-its own videos, none of which appear in the demo evaluation sets.
+It exists so that `python -m evals.run --tasks ...` works with nothing given. It is built on
+first use (about two minutes on a laptop CPU, with progress bars) and cached under
+$SALOVA_CACHE (default ~/.cache/salova)/demo-checkpoint/<hash of the settings and recipes>/.
+Shortened: the `small` corpus cut to CORPUS_SIZES and every stage cut to DEMO_STEPS; the
+recipes are otherwise used as they are, through the same `Reproduction` steps as the full
+run. It is far too short to learn the synthetic questions (docs/results.md says what the full
+recipe learns); it knows only synthetic scenes and says nothing about real videos. The corpus
+has its own videos, none of which appear in the demo evaluation sets.
 
     python -m evals.demo_checkpoint            # build if missing, print the folder
     python -m evals.demo_checkpoint --rebuild  # build again from scratch
@@ -23,30 +24,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
 from filelock import FileLock
 
-import training
 from evals import cache_root
 from evals.sample_log import settings_hash
 from salova.errors import CheckpointError
 
-# The training corpus: the `train` preset with short videos, so that a laptop CPU trains it in minutes.
-CORPUS = {"preset": "train", "seed": 0, "video_seconds": (10.0, 30.0), "scenes": (3, 6),
-          "stage1_clips": 120, "stage1_images": 40, "train_videos": 40, "benchmark_videos": 0}  # fmt: skip
-# Stage -> recipe keys; "{train}" is the corpus's train/ folder, "{previous}" the prior stage's output.
-STAGES = {
-    "pretrain": {"data_path": "{train}/stage1.json", "image_folder": "{train}", "video_folder": "{train}",
-                 "max_steps": 40},
-    "longvideo": {"data_path": "{train}/scenewalk.json", "video_folder": "{train}", "init_from": "{previous}",
-                  "max_steps": 20, "learning_rate": 5e-4, "vision_tower_lr": 5e-5, "text_tower_lr": 5e-5},
-    "sft": {"data_path": "{train}/sft.json", "video_folder": "{train}", "init_from": "{previous}",
-            "max_steps": 150, "learning_rate": 1e-3, "vision_tower_lr": 1e-4, "text_tower_lr": 1e-4},
-}  # fmt: skip
-COMMON = {"preset": "tiny", "micro_batch_size": 1, "model_max_length": 2048, "save_steps": 100000, "log_steps": 20,
-          "seed": 0, "precision": "fp32"}  # fmt: skip
-# Absolute, so the build works from any working directory (the recipe default is relative).
-DEEPSPEED_CONFIG = Path(training.__file__).parent / "ds_configs" / "zero2.json"
+CORPUS_PRESET, CORPUS_SEED = "small", 0
+# The `small` corpus, cut down: no held-out sets or haystacks (the demo sets are evals/demo_data.py's).
+CORPUS_SIZES = {"stage1_clips": 160, "stage1_images": 40, "train_videos": 24, "benchmark_videos": 0,
+                "niah_minutes": ()}  # fmt: skip
+DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40}  # the full recipe: 1000, 800, 4000
 LAUNCH_VARIABLES = (
     "RANK",
     "LOCAL_RANK",
@@ -58,39 +46,36 @@ LAUNCH_VARIABLES = (
 )
 
 
+def recipe_texts() -> dict[str, str]:
+    from training.reproduce import RECIPES, STAGE_RECIPES
+
+    return {stage: (RECIPES / name).read_text() for stage, name in STAGE_RECIPES.items()}
+
+
 def checkpoint_folder() -> Path:
-    return cache_root() / "demo-checkpoint" / settings_hash(CORPUS, STAGES, COMMON)
+    settings = (CORPUS_PRESET, CORPUS_SEED, CORPUS_SIZES, DEMO_STEPS, recipe_texts())
+    return cache_root() / "demo-checkpoint" / settings_hash(*settings)
 
 
-def write_corpus(folder: Path) -> Path:
-    """The synthetic training corpus (salova.data.synth); returns its train/ folder."""
+def write_corpus(data: Path) -> None:
+    """The cut-down `small` corpus (salova.data.synth) in `data`."""
     from salova.data.synth import configure, generate
 
-    preset = configure(CORPUS["preset"], video_seconds=CORPUS["video_seconds"], scenes=CORPUS["scenes"])
-    sizes = {
-        key: CORPUS[key] for key in ("stage1_clips", "stage1_images", "train_videos", "benchmark_videos")
-    }
-    generate(dataclasses.replace(preset, **sizes), folder, seed=CORPUS["seed"])
-    return folder / "train"
+    generate(dataclasses.replace(configure(CORPUS_PRESET), **CORPUS_SIZES), data, seed=CORPUS_SEED)
 
 
 def build(folder: Path) -> Path:
-    """Train the three stages into `folder`, each with `python -m training.train` in its own
-    process (a stage owns its process group); returns the final save_pretrained folder."""
-    train_data = write_corpus(folder / "corpus")
+    """Write the corpus, then train the three stages the way training.reproduce trains the full
+    model, each stage in its own process; returns the final save_pretrained folder."""
+    from training.reproduce import Reproduction
+
+    run = Reproduction(folder, seed=CORPUS_SEED, tasks="")
+    write_corpus(run.data)
+    run.corpus()  # finds the corpus written above; adds the stage-2 questions
     previous = None
-    for stage, keys in STAGES.items():
-        recipe = {**COMMON, **{k: v.format(train=train_data, previous=previous) if isinstance(v, str) else v
-                              for k, v in keys.items()}}  # fmt: skip
-        recipe["output_dir"] = str(folder / stage)
-        recipe["deepspeed_config"] = str(DEEPSPEED_CONFIG)
-        recipe_path = folder / f"{stage}.yaml"
-        recipe_path.write_text(yaml.safe_dump(recipe))
-        print(f"demo checkpoint: training stage {stage} ({recipe['max_steps']} steps)", flush=True)
-        command = [sys.executable, "-m", "training.train", "--stage", stage, "--recipe", str(recipe_path)]
-        if subprocess.run(command, env=standalone_env()).returncode != 0:
-            raise CheckpointError(f"demo checkpoint: stage {stage} failed (recipe {recipe_path})")
-        previous = folder / stage / "final"
+    for stage, steps in DEMO_STEPS.items():
+        print(f"demo checkpoint: training stage {stage} ({steps} steps)", flush=True)
+        previous = run.stage("full", stage, previous, extra=(f"max_steps={steps}",))
     return previous
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.measure import relative_error
 from salova.config import SalovaConfig
 from salova.modeling.baseline import padded_forward
 from salova.modeling.connector import STConnector
@@ -21,10 +22,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 DIM, PATCHES = 1152, 196
 LAYOUTS = [[1], [3, 1, 7], [2, 4, 6, 8, 12, 16, 20, 28, 40, 56, 80, 120], [33] * 9 + [1, 90]]
-
-
-def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((out.double() - reference.double()).norm() / reference.double().norm()).item()
 
 
 def real_size_connector(seed: int) -> STConnector:

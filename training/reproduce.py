@@ -119,12 +119,13 @@ class Reproduction:
                    str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--out", str(questions)]  # fmt: skip
         self.step("stage-2 questions", command, self.data, questions)
 
-    def stage(self, variant: str, stage: str, init_from: Path | None) -> Path:
-        """Train one stage of `variant`; returns its final save_pretrained folder."""
+    def stage(self, variant: str, stage: str, init_from: Path | None, extra: tuple[str, ...] = ()) -> Path:
+        """Train one stage of `variant` (`extra`: more key=value recipe overrides); returns its
+        final save_pretrained folder."""
         output = self.out / variant / stage
         train = self.data / "train"
         overrides = [f"data_path={train / STAGE_DATA[stage]}", f"video_folder={train}", f"output_dir={output}",
-                     f"seed={42 + self.seed}", f"init_from={init_from if init_from else 'null'}"]  # fmt: skip
+                     f"seed={42 + self.seed}", f"init_from={init_from if init_from else 'null'}", *extra]  # fmt: skip
         if stage == "pretrain":
             overrides.append(f"image_folder={train}")
         command = [sys.executable, "-m", "training.train", "--stage", stage,

@@ -1,0 +1,72 @@
+"""The built-in demo checkpoint is a shortened run of the `small` learning recipe: the same
+recipe files and Reproduction steps as `python -m training.reproduce`, with only the corpus
+size and the step counts cut (evals/demo_checkpoint.py). Built here with 2 steps a stage."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evals import demo_checkpoint as demo
+from training import reproduce
+
+# What the demo (and training.reproduce) set per stage; every other key comes from the recipe file.
+RUN_KEYS = {"data_path", "image_folder", "video_folder", "output_dir", "seed", "init_from", "max_steps"}
+STEPS = {"pretrain": 2, "longvideo": 2, "sft": 2}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo, "CORPUS_SIZES", {**demo.CORPUS_SIZES, "stage1_clips": 8, "stage1_images": 8,
+                                             "train_videos": 2})  # fmt: skip
+        patch.setattr(demo, "DEMO_STEPS", STEPS)
+        final = demo.build(folder)
+    return folder, final
+
+
+def test_final_folder_is_the_small_model_after_stage_2(built):
+    folder, final = built
+    assert final == folder / "full" / "sft" / "final"
+    config = json.loads((final / "config.json").read_text())
+    assert config["llm_config"]["hidden_size"] == 128 and config["llm_config"]["num_hidden_layers"] == 4  # SMALL_LLM
+    assert (final / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("stage", list(STEPS))
+def test_each_stage_runs_its_recipe_file_with_only_run_keys_changed(built, stage):
+    folder, _ = built
+    recipe_file = yaml.safe_load((reproduce.RECIPES / reproduce.STAGE_RECIPES[stage]).read_text())
+    used = yaml.safe_load((folder / "full" / stage / f"recipe-{stage}.yaml").read_text())
+    for key, value in recipe_file.items():
+        if key not in RUN_KEYS:
+            assert used[key] == value, key
+    assert used["max_steps"] == STEPS[stage]
+    log = [json.loads(line) for line in (folder / "full" / stage / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log if "step" in entry][-1] == STEPS[stage]
+
+
+def test_stages_chain_and_stage_2_reads_the_generated_questions(built):
+    folder, _ = built
+    used = {stage: yaml.safe_load((folder / "full" / stage / f"recipe-{stage}.yaml").read_text()) for stage in STEPS}
+    assert used["pretrain"]["init_from"] is None
+    assert Path(used["longvideo"]["init_from"]) == folder / "full" / "pretrain" / "final"
+    assert Path(used["sft"]["init_from"]) == folder / "full" / "longvideo" / "final"
+    questions = json.loads(Path(used["sft"]["data_path"]).read_text())
+    assert len(questions) == 2 * reproduce.QUESTION_REPEATS  # 2 training videos
+
+
+def test_folder_hash_follows_the_recipe_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALOVA_CACHE", str(tmp_path))
+    before = demo.checkpoint_folder()
+    copy = tmp_path / "recipes"
+    copy.mkdir()
+    for name in reproduce.STAGE_RECIPES.values():
+        (copy / name).write_text((reproduce.RECIPES / name).read_text())
+    monkeypatch.setattr(reproduce, "RECIPES", copy)
+    assert demo.checkpoint_folder() == before
+    sft = copy / reproduce.STAGE_RECIPES["sft"]
+    sft.write_text(sft.read_text().replace("max_steps: 4000", "max_steps: 4001"))
+    assert demo.checkpoint_folder() != before
