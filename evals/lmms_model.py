@@ -40,7 +40,7 @@ from evals.options import ANSWER_BY, cloze, record_options
 from evals.provenance import folder_digest
 from evals.sample_log import SampleLog, sample_key, settings_hash
 from salova.data.records import router_query_text
-from salova.errors import CheckpointError, ConfigError, RecordError, VideoError
+from salova.errors import CheckpointError, ConfigError, RecordError, SalovaError, VideoError
 
 
 def router_query(doc: dict) -> str:
@@ -157,8 +157,8 @@ class SalovaLMMS(lmms):
             else:
                 reply = self.index.ask(video, prompt, query=router_query(doc), k=self.k, **decoding)
         except (VideoError, RecordError, OSError) as error:
-            if self.strict:
-                raise VideoError(
+            if self.strict:  # a malformed record stays a RecordError; an unreadable file is a VideoError
+                raise (type(error) if isinstance(error, SalovaError) else VideoError)(
                     f"{task} doc {doc_id}: {error} (--strict stops at the first failed sample)"
                 ) from error
             record.update(answer="", failure=f"{type(error).__name__}: {error}")

@@ -11,7 +11,7 @@ from evals.lmms_model import SalovaLMMS, decoding_settings, router_query
 from evals.sample_log import SampleLog, read_records, sample_key
 from salova.config import SalovaConfig
 from salova.data.video import SamplerSettings
-from salova.errors import ConfigError, VideoError
+from salova.errors import ConfigError, RecordError, VideoError
 
 
 class CountingIndex:
@@ -164,6 +164,11 @@ def test_a_record_without_options_is_a_recorded_failure(tmp_path):
     assert model.answer("mlvu_dev_salova", 3, DOC, "p", GEN, "/data/v.mp4") == ""
     [record] = read_records(tmp_path / "samples.jsonl")
     assert "RecordError" in record["failure"] and "'candidates'" in record["failure"]
+
+
+def test_strict_keeps_the_error_class(tmp_path):
+    with pytest.raises(RecordError, match="'candidates'.*--strict"):
+        wrapper(tmp_path, answer_by="likelihood", strict=True).answer("mlvu_dev_salova", 3, DOC, "p", GEN, "/v.mp4")
 
 
 def test_unknown_answer_by_is_a_config_error(tmp_path):
