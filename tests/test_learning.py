@@ -235,6 +235,9 @@ def test_report_headline_is_the_full_model_at_k5_whatever_the_answer_mode():
                                "full-k5-likelihood": {"variant": "full", "k": 5}}}  # fmt: skip
     assert headline(summary, dict.fromkeys(summary["evaluations"])) == "full-k5-likelihood"
     assert headline(summary, {"full-k1-likelihood": None}) is None
+    assert headline(summary, dict.fromkeys(summary["evaluations"]), "full-k1-likelihood") == "full-k1-likelihood"
+    with pytest.raises(SystemExit, match="--headline full-k9.*full-k1-likelihood"):
+        headline(summary, dict.fromkeys(summary["evaluations"]), "full-k9")
 
 
 def test_report_reads_a_folder_of_evaluations_without_a_summary(tmp_path):

@@ -56,8 +56,13 @@ def evaluations_in(folder: Path) -> dict:
     return {"steps": {}, "evaluations": evaluations}
 
 
-def headline(summary: dict, results: dict[str, dict]) -> str | None:
-    """Name of the full model's K = 5 evaluation (the one every question is asked in), if any."""
+def headline(summary: dict, results: dict[str, dict], name: str | None = None) -> str | None:
+    """`name` if given (an evaluation of the summary), else the full model's K = 5 evaluation
+    (the one every question is asked in), if any."""
+    if name is not None:
+        if name not in results:
+            raise SystemExit(f"--headline {name}: no such evaluation; there are: {', '.join(sorted(results))}")
+        return name
     return next((name for name in results if summary["evaluations"][name]["variant"] == "full"
                  and summary["evaluations"][name]["k"] == HEADLINE_K), None)  # fmt: skip
 
@@ -230,7 +235,9 @@ def copy_figures(results_path: Path, folder: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.results_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the reproduction's --out folder")
-    parser.add_argument("--figures", type=Path, help="copy the full model's plots into this folder")
+    parser.add_argument("--figures", type=Path, help="copy the headline evaluation's plots into this folder")
+    parser.add_argument("--headline", help="the evaluation whose per-task, length and NIAH tables (and plots) are "
+                                           "shown (default: the full model at K = 5)")
     args = parser.parse_args(argv)
     summary, results = load(args.out)
     limits = [e.get("limit") for e in summary.get("evaluations", {}).values() if e.get("limit")]
@@ -241,12 +248,13 @@ def main(argv: list[str] | None = None) -> int:
           + variants_table(summary, results, common, min_scenes=30) + "\n")
     print("## Accuracy by whether the answer scene is in the Focus (every question)\n\n"
           + focus_split_table(summary, results) + "\n")
-    main_run = headline(summary, results)
+    main_run = headline(summary, results, args.headline)
     if main_run:
-        run = results[main_run]
-        print("## Full model, K = 5, every question, per task\n\n" + per_task_router_table(run) + "\n")
-        print("## Accuracy by video length (full model, K = 5)\n\n" + length_table(run) + "\n")
-        print("## NIAH accuracy (%), full model, K = 5\n\n" + niah_table(run) + "\n")
+        run, entry = results[main_run], summary["evaluations"][main_run]
+        title = f"{entry['variant']}, K = {entry['k']}"
+        print(f"## {title}, every question, per task\n\n" + per_task_router_table(run) + "\n")
+        print(f"## Accuracy by video length ({title})\n\n" + length_table(run) + "\n")
+        print(f"## NIAH accuracy (%), {title}\n\n" + niah_table(run) + "\n")
     print("## Wall time of each step\n\n" + times_table(summary) + "\n")
     print(f"machine: {summary.get('machine')}")
     if args.figures:
