@@ -210,6 +210,7 @@ def test_a_marker_left_by_a_dead_process_is_cleared(tmp_path):
 
 def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
     from training import reproduce
+    from training.recipe import parse_overrides
 
     commands = {}
     monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
@@ -218,10 +219,18 @@ def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_like
     questions = commands["stage-2 questions"]
     assert questions[questions.index("--out") + 1] == str(tmp_path / "data" / "train" / "sft_composed.json")
     assert "--phrasing" not in questions  # the composed default
-    sft = commands["train full sft"]
-    assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
-    assert f"data_path={tmp_path / 'data' / 'train' / 'sft_composed.json'}" in sft
-    assert f"init_from={tmp_path / 'full' / 'longvideo' / 'final'}" in sft
+    cycles = [commands[f"train full {name}"] for name in ("sft", "sft-2", "sft-3")]
+    for sft in cycles:
+        assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
+        assert f"data_path={tmp_path / 'data' / 'train' / 'sft_composed.json'}" in sft
+    # each cycle starts from the one before, with its own steps and seed (the last override wins)
+    starts = [tmp_path / "full" / "longvideo" / "final", tmp_path / "full" / "sft" / "final",
+              tmp_path / "full" / "sft-2" / "final"]  # fmt: skip
+    for sft, start, (steps, seed) in zip(cycles, starts, [(4000, 42), (2000, 43), (6000, 44)]):
+        assert f"init_from={start}" in sft
+        overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
+        assert (overrides["max_steps"], overrides["seed"]) == (steps, seed)
+    assert "train full sft-4" not in commands
     evaluation = commands["eval full k=5 likelihood"]
     assert evaluation[evaluation.index("--answer-by") + 1] == "likelihood"
     assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k5-likelihood")
