@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from salova.data import more_questions, synth
 from salova.data.records import load_sft, router_query_text, sft_labels
-from salova.errors import RecordError
+from salova.errors import ConfigError, RecordError
 
 
 def test_unique_keys_are_colours_no_other_scene_shows_in_that_role():
@@ -72,3 +72,20 @@ def test_a_record_whose_video_is_not_in_the_ground_truth_is_named(ci_corpus, tmp
     (data / "train" / "sft.json").write_text(json.dumps(records))
     with pytest.raises(RecordError, match=r"sft.json record 1 .*field 'video' 'videos/missing.mp4'"):
         more_questions.more_questions(data, repeats=1, seed=0)
+
+
+def test_questions_per_record_are_drawn_from_the_range(ci_corpus):
+    records = more_questions.more_questions(ci_corpus, repeats=30, seed=0, questions=(1, 3))
+    counts = [len(r["lb_sim"]) for r in records]
+    assert set(counts) == {1, 2, 3}  # 30 draws per video: every count turns up
+    for record, count in zip(records, counts):
+        assert len(record["conversations"]) == 2 * count  # one question-answer pair per scene
+        assert len({int(np.argmax(row)) for row in record["lb_sim"]}) == count  # about different scenes (V2T peak)
+    same = more_questions.more_questions(ci_corpus, repeats=30, seed=0, questions=(1, 3))
+    assert same == records
+
+
+@pytest.mark.parametrize("questions", [(0, 2), (3, 2)])
+def test_an_empty_or_reversed_range_is_a_config_error(ci_corpus, questions):
+    with pytest.raises(ConfigError, match="questions per record"):
+        more_questions.more_questions(ci_corpus, repeats=1, seed=0, questions=questions)

@@ -1,10 +1,10 @@
 """More stage-2 questions on a synthetic corpus's training videos, all with open answers.
 
     python -m salova.data.more_questions DATA --repeats 10 --out DATA/train/sft_open.json [--seed 1]
-        [--phrasing composed|fixed]
+        [--phrasing composed|fixed] [--questions MIN MAX]
 
 Writes `--repeats` SFT records per training video of DATA (a `salova.data.synth` corpus): each
-asks 5 questions about 5 different scenes, answered in words ("Gray.")
+asks 5 questions (or MIN..MAX, drawn per record) about as many different scenes, answered in words ("Gray.")
 rather than by an option letter. A question names its scene by one colour that no other scene of
 the video shows in that role (the videos are already rendered, so only such keys are used) and
 asks the other colour, as the corpus's own SFT questions do. The records have the SFT schema
@@ -59,9 +59,12 @@ def unique_keys(looks: list[dict]) -> dict[int, list[str]]:
 
 
 def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys: dict[int, list[str]],
-                record_id: str, templates) -> dict:
-    """One SFT record of open questions about up to QUESTIONS_PER_RECORD different scenes."""
-    scenes = rng.choice(sorted(keys), size=min(QUESTIONS_PER_RECORD, len(keys)), replace=False)
+                record_id: str, templates, questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2) -> dict:
+    """One SFT record of open questions about up to n different scenes, n drawn from the
+    inclusive range `questions` (no draw when it holds one number, so the default stays as it was)."""
+    low, high = questions
+    wanted = low if low == high else int(rng.integers(low, high + 1))
+    scenes = rng.choice(sorted(keys), size=min(wanted, len(keys)), replace=False)
     positions = synth.AnswerPositions(rng)  # options are made and dropped: the answers are words
     conversations, rows = [], []
     for turn, scene in enumerate(int(s) for s in scenes):
@@ -76,7 +79,10 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
             "conversations": conversations}
 
 
-def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "composed") -> list[dict]:
+def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "composed",
+                   questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2) -> list[dict]:
+    if not 1 <= questions[0] <= questions[1]:
+        raise ConfigError(f"questions per record: {questions[0]}-{questions[1]} is not a range of at least 1")
     templates = phrasing_source(phrasing)
     truth = json.loads((data / "ground_truth.json").read_text())
     sft = json.loads((data / "train" / "sft.json").read_text())
@@ -92,7 +98,7 @@ def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "compose
         keys = unique_keys(looks)
         if not keys:
             continue
-        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates)
+        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates, questions)
                     for r in range(repeats)]
     return records
 
@@ -103,9 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="records per training video")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--phrasing", choices=PHRASINGS, default="composed", help="question wordings (see above)")
+    parser.add_argument("--questions", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        default=(QUESTIONS_PER_RECORD, QUESTIONS_PER_RECORD),
+                        help="questions (= Focus scenes in training) per record, drawn per record from MIN..MAX")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    records = more_questions(args.data, args.repeats, args.seed, args.phrasing)
+    records = more_questions(args.data, args.repeats, args.seed, args.phrasing, tuple(args.questions))
     args.out.write_text(json.dumps(records))
     print(f"{len(records)} records, {sum(len(r['lb_sim']) for r in records)} questions -> {args.out}")
 
