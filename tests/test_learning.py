@@ -216,21 +216,24 @@ def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_like
     monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
     monkeypatch.setattr(reproduce.Reproduction, "variant_checkpoint", lambda self, name, source, **config: source)
     reproduce.reproduce(tmp_path, seed=0, variants=["full"], ks=[5], tasks="niah", ablation_limit=None)
-    questions = commands["stage-2 questions"]
-    assert questions[questions.index("--out") + 1] == str(tmp_path / "data" / "train" / "sft_composed.json")
-    assert "--phrasing" not in questions  # the composed default
-    cycles = [commands[f"train full {name}"] for name in ("sft", "sft-2", "sft-3")]
-    for sft in cycles:
+    train = tmp_path / "data" / "train"
+    for name, per_record in (("sft_composed.json", ["5", "5"]), ("sft_mixed.json", ["1", "5"])):
+        questions = commands[f"stage-2 questions {name}"]
+        assert questions[questions.index("--out") + 1] == str(train / name)
+        assert questions[questions.index("--questions") + 1:][:2] == per_record
+        assert "--phrasing" not in questions  # the composed default
+    cycles = [commands[f"train full {name}"] for name in ("sft", "sft-2", "sft-3", "sft-4")]
+    # each cycle starts from the one before, with its own steps, seed and questions (the last override wins)
+    starts = [tmp_path / "full" / "longvideo" / "final"] + [tmp_path / "full" / name / "final"
+                                                            for name in ("sft", "sft-2", "sft-3")]  # fmt: skip
+    expected = [(4000, 42, "sft_composed.json"), (2000, 43, "sft_composed.json"), (6000, 44, "sft_composed.json"),
+                (3000, 45, "sft_mixed.json")]  # fmt: skip
+    for sft, start, (steps, seed, questions) in zip(cycles, starts, expected):
         assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
-        assert f"data_path={tmp_path / 'data' / 'train' / 'sft_composed.json'}" in sft
-    # each cycle starts from the one before, with its own steps and seed (the last override wins)
-    starts = [tmp_path / "full" / "longvideo" / "final", tmp_path / "full" / "sft" / "final",
-              tmp_path / "full" / "sft-2" / "final"]  # fmt: skip
-    for sft, start, (steps, seed) in zip(cycles, starts, [(4000, 42), (2000, 43), (6000, 44)]):
-        assert f"init_from={start}" in sft
         overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
-        assert (overrides["max_steps"], overrides["seed"]) == (steps, seed)
-    assert "train full sft-4" not in commands
+        assert overrides["init_from"] == str(start)
+        assert (overrides["max_steps"], overrides["seed"], overrides["data_path"]) == (steps, seed, str(train / questions))
+    assert "train full sft-5" not in commands
     evaluation = commands["eval full k=5 likelihood"]
     assert evaluation[evaluation.index("--answer-by") + 1] == "likelihood"
     assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k5-likelihood")

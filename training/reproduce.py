@@ -9,11 +9,12 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
 
 1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`, then the
    stage-2 questions: `python -m salova.data.more_questions OUT/data --repeats 40 --seed 1
-   --out OUT/data/train/sft_composed.json` (48,000 open questions in composed phrasings)
+   --questions 5 5 --out OUT/data/train/sft_composed.json` (48,000 open questions in composed
+   phrasings, 5 per record) and the same with `--questions 1 5` into sft_mixed.json
 2. full model: `python -m training.train --stage {pretrain,longvideo,sft}` with
-   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml (on
-   sft_composed.json), each stage starting from the previous stage's final folder; stage 2 runs
-   as SFT_CYCLES warm restarts (4000 + 2000 + 6000 steps, folders sft, sft-2, sft-3)
+   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml, each stage starting from the previous stage's final folder; stage 2 runs
+   as SFT_CYCLES warm restarts (4000 + 2000 + 6000 steps on sft_composed.json, then 3000 on
+   sft_mixed.json; folders sft, sft-2, sft-3, sft-4)
 3. variants (docs/results.md explains each):
    - `uniform`: the full model's checkpoint with `focus_selection: uniform` (K scenes evenly
      spaced over the video, no router; same Focus and Fast token counts)
@@ -52,12 +53,18 @@ TASKS = "videomme,mlvu,longvideobench,niah"
 MAIN_K = 5
 STAGE_RECIPES = {"pretrain": "small-pretrain.yaml", "longvideo": "small-longvideo.yaml", "sft": "small-open-sft.yaml"}
 STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_composed.json"}
-QUESTION_REPEATS, QUESTION_SEED = 40, 1  # salova.data.more_questions: 40 records of 5 questions per video
-# Stage 2 as warm restarts: (max_steps, training-seed offset) per cycle, each cycle with the recipe's
-# own warm-up and cosine decay, starting from the previous cycle's weights (not its optimizer state).
-# These are the three runs behind docs/results.md's headline checkpoint; the router was still
-# learning after the first 4000 steps (held-out recall@5 81.9 %, then 87.5 %, then see the page).
-SFT_CYCLES = ((4000, 0), (2000, 1), (6000, 2))
+QUESTION_REPEATS, QUESTION_SEED = 40, 1  # salova.data.more_questions: 40 records per training video
+# The stage-2 question files (more_questions --questions MIN MAX): questions, and so training Focus
+# scenes, per record. 5 as the corpus's own records; 1-5 so the LLM also reads one or a few Focus
+# scenes, as it does when evaluated at K = 1.
+SFT_QUESTIONS = {"sft_composed.json": (5, 5), "sft_mixed.json": (1, 5)}
+# Stage 2 as warm restarts: (max_steps, training-seed offset, question file) per cycle, each cycle
+# with the recipe's own warm-up and cosine decay, starting from the previous cycle's weights (not
+# its optimizer state). These are the four runs behind docs/results.md's headline checkpoint: the
+# router needs the first three (held-out recall@5 81.9, 87.5, 100 %), the LLM's reading of a
+# single Focus scene the fourth (NIAH at K = 1: 74 % after cycle 3, 100 % after cycle 4).
+SFT_CYCLES = ((4000, 0, "sft_composed.json"), (2000, 1, "sft_composed.json"), (6000, 2, "sft_composed.json"),
+              (3000, 3, "sft_mixed.json"))  # fmt: skip
 RUNNING = ".reproduce-running"
 # Tiny models on a shared 2-core CPU run faster on one thread (no oversubscription).
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -120,10 +127,12 @@ class Reproduction:
         command = [sys.executable, "-m", "salova.data.synth", "--preset", "small", "--out", str(self.data),
                    "--seed", str(self.seed), "--quiet"]  # fmt: skip
         self.step("corpus", command, self.data, self.data / "manifest.json")
-        questions = self.data / "train" / STAGE_DATA["sft"]
-        command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
-                   str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--out", str(questions)]  # fmt: skip
-        self.step("stage-2 questions", command, self.data, questions)
+        for name, (low, high) in SFT_QUESTIONS.items():
+            questions = self.data / "train" / name
+            command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
+                       str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
+                       "--out", str(questions)]  # fmt: skip
+            self.step(f"stage-2 questions {name}", command, self.data, questions)
 
     def stage(self, variant: str, stage: str, init_from: Path | None, extra: tuple[str, ...] = (),
               folder: str | None = None) -> Path:
@@ -144,8 +153,9 @@ class Reproduction:
     def stage_two(self, variant: str, init_from: Path) -> Path:
         """Stage 2 as SFT_CYCLES warm restarts, each from the previous cycle's final folder
         (OUT/variant/sft, sft-2, sft-3, ...); returns the last cycle's final folder."""
-        for number, (steps, seed_offset) in enumerate(SFT_CYCLES, start=1):
-            extra = (f"max_steps={steps}", f"seed={42 + self.seed + seed_offset}")
+        for number, (steps, seed_offset, questions) in enumerate(SFT_CYCLES, start=1):
+            extra = (f"max_steps={steps}", f"seed={42 + self.seed + seed_offset}",
+                     f"data_path={self.data / 'train' / questions}")  # fmt: skip
             init_from = self.stage(variant, "sft", init_from, extra, folder="sft" if number == 1 else f"sft-{number}")
         return init_from
 
