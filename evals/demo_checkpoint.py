@@ -75,7 +75,7 @@ def build(folder: Path) -> Path:
     previous = None
     for stage, steps in DEMO_STEPS.items():
         print(f"demo checkpoint: training stage {stage} ({steps} steps)", flush=True)
-        previous = run.stage("full", stage, previous, extra=(f"max_steps={steps}",))
+        previous = run.stage("full", stage, previous, extra={"max_steps": steps})
     return previous
 
 

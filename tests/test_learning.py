@@ -223,7 +223,7 @@ def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_like
         assert questions[questions.index("--questions") + 1:][:2] == per_record
         assert "--phrasing" not in questions  # the composed default
     cycles = [commands[f"train full {name}"] for name in ("sft", "sft-2", "sft-3", "sft-4")]
-    # each cycle starts from the one before, with its own steps, seed and questions (the last override wins)
+    # each cycle starts from the one before, with its own steps, seed and questions, each key passed once
     starts = [tmp_path / "full" / "longvideo" / "final"] + [tmp_path / "full" / name / "final"
                                                             for name in ("sft", "sft-2", "sft-3")]  # fmt: skip
     expected = [(4000, 42, "sft_composed.json"), (2000, 43, "sft_composed.json"), (6000, 44, "sft_composed.json"),
@@ -231,6 +231,7 @@ def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_like
     for sft, start, (steps, seed, questions) in zip(cycles, starts, expected):
         assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
         overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
+        assert len(overrides) == len(sft[sft.index("--recipe") + 2:])
         assert overrides["init_from"] == str(start)
         assert (overrides["max_steps"], overrides["seed"], overrides["data_path"]) == (steps, seed, str(train / questions))
     assert "train full sft-5" not in commands

@@ -134,19 +134,21 @@ class Reproduction:
                        "--out", str(questions)]  # fmt: skip
             self.step(f"stage-2 questions {name}", command, self.data, questions)
 
-    def stage(self, variant: str, stage: str, init_from: Path | None, extra: tuple[str, ...] = (),
+    def stage(self, variant: str, stage: str, init_from: Path | None, extra: dict | None = None,
               folder: str | None = None) -> Path:
         """Train one stage of `variant` into OUT/variant/`folder` (default: the stage's name);
-        `extra` are more key=value recipe overrides (they win). Returns its final save_pretrained folder."""
+        `extra` are more recipe overrides, replacing the defaults below (each key is passed once).
+        Returns its final save_pretrained folder."""
         folder = folder or stage
         output = self.out / variant / folder
         train = self.data / "train"
-        overrides = [f"data_path={train / STAGE_DATA[stage]}", f"video_folder={train}", f"output_dir={output}",
-                     f"seed={42 + self.seed}", f"init_from={init_from if init_from else 'null'}", *extra]  # fmt: skip
+        overrides = {"data_path": train / STAGE_DATA[stage], "video_folder": train, "output_dir": output,
+                     "seed": 42 + self.seed, "init_from": init_from or "null"}  # fmt: skip
         if stage == "pretrain":
-            overrides.append(f"image_folder={train}")
+            overrides["image_folder"] = train
+        overrides.update(extra or {})
         command = [sys.executable, "-m", "training.train", "--stage", stage,
-                   "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *overrides]  # fmt: skip
+                   "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
         self.step(f"train {variant} {folder}", command, output, output / "final" / "config.json")
         return output / "final"
 
@@ -154,8 +156,7 @@ class Reproduction:
         """Stage 2 as SFT_CYCLES warm restarts, each from the previous cycle's final folder
         (OUT/variant/sft, sft-2, sft-3, ...); returns the last cycle's final folder."""
         for number, (steps, seed_offset, questions) in enumerate(SFT_CYCLES, start=1):
-            extra = (f"max_steps={steps}", f"seed={42 + self.seed + seed_offset}",
-                     f"data_path={self.data / 'train' / questions}")  # fmt: skip
+            extra = {"max_steps": steps, "seed": 42 + self.seed + seed_offset, "data_path": self.data / "train" / questions}
             init_from = self.stage(variant, "sft", init_from, extra, folder="sft" if number == 1 else f"sft-{number}")
         return init_from
 
