@@ -25,6 +25,9 @@ FOCUS_SELECTIONS = ("router", "uniform")
 # Stage-1 in-batch router loss: the paper's sigmoid BCE on identity labels, or symmetric InfoNCE
 # (softmax over the batch both ways), which the `small` preset needs: see in_batch_infonce_loss.
 IN_BATCH_LOSSES = ("bce", "infonce")
+# Stages 1.5 and 2: each query against its own video's scenes. "bce" is the paper's (per scene);
+# "softmax" is a cross-entropy over the video's scenes (the `small` preset's): see scene_softmax_loss.
+SCENE_LOSSES = ("bce", "softmax")
 
 # Text position table of the text tower after extension (the pretrained towers have 64 / 77 rows).
 MAX_TEXT_PE = 2048
@@ -199,6 +202,7 @@ class SalovaConfig(PretrainedConfig):
         sim_margin: float = 0.2,
         use_margin_loss: bool = True,
         in_batch_loss: str = "bce",
+        scene_loss: str = "bce",
         t2t_threshold: float = 0.83,
         v2t_threshold_longvideo: float = 0.21,
         v2t_threshold_sft: float = 0.20,
@@ -239,6 +243,7 @@ class SalovaConfig(PretrainedConfig):
         self.sim_margin = sim_margin
         self.use_margin_loss = use_margin_loss
         self.in_batch_loss = in_batch_loss
+        self.scene_loss = scene_loss
         self.t2t_threshold = t2t_threshold
         self.v2t_threshold_longvideo = v2t_threshold_longvideo
         self.v2t_threshold_sft = v2t_threshold_sft
@@ -304,6 +309,7 @@ class SalovaConfig(PretrainedConfig):
         _check_choice("chat_template", self.chat_template, CHAT_TEMPLATES)
         _check_choice("focus_selection", self.focus_selection, FOCUS_SELECTIONS)
         _check_choice("in_batch_loss", self.in_batch_loss, IN_BATCH_LOSSES)
+        _check_choice("scene_loss", self.scene_loss, SCENE_LOSSES)
         _check_choice("llm_config.model_type", self.llm_config.get("model_type"), LLM_TYPES)
         for name in ("vision_config", "text_config", "llm_config"):
             _check_heads(name, getattr(self, name))

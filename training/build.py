@@ -75,6 +75,8 @@ def apply_stage_settings(config: SalovaConfig, recipe) -> None:
     config.token_drop_rate = recipe.token_drop_rate
     config.sim_loss_weight = recipe.sim_loss_weight
     config.use_margin_loss = recipe.use_margin_loss
+    if recipe.scene_loss is not None:
+        config.scene_loss = recipe.scene_loss
     if recipe.focus_k is not None:
         config.focus_k = recipe.focus_k
     if recipe.max_queries is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from salova.config import SCENE_LOSSES
 from salova.errors import ConfigError
 
 STAGES = ("pretrain", "longvideo", "sft")
@@ -68,6 +69,7 @@ class Recipe:
     token_drop_rate: float | None = None
     sim_loss_weight: float | None = None
     use_margin_loss: bool | None = None
+    scene_loss: str | None = None  # "bce" or "softmax" (stages 1.5, 2); None = the model config's
     precision: str = "auto"  # bf16 where the accelerator supports it, else fp32
     gradient_checkpointing: bool = False
     deepspeed_config: str = "training/ds_configs/zero2.json"
@@ -89,6 +91,8 @@ class Recipe:
             raise ConfigError(f"{source}: trainable = {self.trainable!r} is not one of {TRAINABLE_CHOICES}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{source}: precision = {self.precision!r} is not one of {PRECISIONS}")
+        if self.scene_loss not in (None, *SCENE_LOSSES):
+            raise ConfigError(f"{source}: scene_loss = {self.scene_loss!r} is not one of {SCENE_LOSSES}")
         for name in ("epochs", "micro_batch_size", "gradient_accumulation_steps", "save_steps", "log_steps",
                      "max_queries", "focus_k", "model_max_length", "eval_limit", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:

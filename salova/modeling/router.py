@@ -85,17 +85,18 @@ class SRRouter(nn.Module):
             raise ConfigError("SRRouter.forward: text_mask[:, 0] (the pooled query token) must be True for every query")
 
 
-def similarity_loss(scores, labels, margin=0.2, use_margin=True):
-    """BCE-with-logits on the scores plus a margin ranking term within each query row.
+def similarity_loss(scores, labels, margin=0.2, use_margin=True, kind="bce"):
+    """BCE-with-logits on the scores (or, with kind="softmax", scene_softmax_loss) plus a margin
+    ranking term within each query row.
 
     scores, labels (B, T); labels are 0/1 floats. The margin term is the mean of
     max(0, margin - (s_pos - s_neg)) over every (positive, negative) pair of the same
     row: deterministic, and a query is never ranked against another query's scenes
     (the released code samples a random number of pairs across rows). Rows without a
     positive or without a negative add no pairs; with no pairs at all the term is 0.
-    Returns (bce + margin term, {"bce": ..., "margin": ...}).
+    Returns (base + margin term, {"bce" or "softmax": base, "margin": ...}).
     """
-    bce = F.binary_cross_entropy_with_logits(scores, labels)
+    base = scene_softmax_loss(scores, labels) if kind == "softmax" else F.binary_cross_entropy_with_logits(scores, labels)
     margin_term = scores.new_zeros(())
     if use_margin:
         is_pos = labels > 0.5
@@ -103,7 +104,24 @@ def similarity_loss(scores, labels, margin=0.2, use_margin=True):
         if pairs.any():
             gaps = scores[:, :, None] - scores[:, None, :]  # s_pos - s_neg for every pair
             margin_term = F.relu(margin - gaps)[pairs].mean()
-    return bce + margin_term, {"bce": bce, "margin": margin_term}
+    return base + margin_term, {kind: base, "margin": margin_term}
+
+
+def scene_softmax_loss(scores, labels):
+    """Cross-entropy of each query over its video's scenes: -log(sum of exp(score) over the
+    positives / sum over all scenes), averaged over the rows that have a positive.
+
+    scores, labels (B, T). Unlike the mean BCE over all B x T cells, a query's gradient is not
+    divided by the number of scenes, and the loss cannot be lowered by pushing every score down
+    together; it rewards exactly the ranking that recall@k measures. Rows without a positive add
+    nothing; with none at all the loss is 0.
+    """
+    is_pos = labels > 0.5
+    rows = is_pos.any(dim=1)
+    if not rows.any():
+        return scores.new_zeros(())
+    positives = scores.masked_fill(~is_pos, float("-inf")).logsumexp(dim=1)
+    return (scores.logsumexp(dim=1) - positives)[rows].mean()
 
 
 def in_batch_labels(n):

@@ -205,7 +205,8 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         )
 
     def _router_loss(self, videos, query_ids, query_mask, router_labels):
-        """Each sample's queries score that sample's scenes; BCE + margin against router_labels."""
+        """Each sample's queries score that sample's scenes; BCE or softmax (config.scene_loss) + margin
+        against router_labels."""
         if query_ids is None:
             return None, None, None
         scores = [self.score_scenes(v, _rows(q), _rows(m)) for v, q, m in zip(videos, query_ids, query_mask)]
@@ -218,7 +219,7 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
                 raise RecordError(f"router_labels[{i}] has shape {tuple(labels.shape)}, the scores "
                                   f"{tuple(sample_scores.shape)} (queries x scenes)")
             loss, _ = similarity_loss(sample_scores, labels, margin=self.config.sim_margin,
-                                      use_margin=self.config.use_margin_loss)
+                                      use_margin=self.config.use_margin_loss, kind=self.config.scene_loss)
             losses.append(loss)
             correct += router_top1_accuracy(sample_scores.detach(), labels) * len(labels)
             rows += len(labels)
