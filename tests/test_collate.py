@@ -198,6 +198,35 @@ def test_sft_labels_threshold_with_argmax_fallback_and_focus_from_labels(corpus,
     assert processor.tokenizer.decode(trained) == "".join(a + "<|im_end|>" for a in answers)
 
 
+def test_router_questions_fill_max_queries_and_leave_the_focus_and_text_alone(corpus, processor, config, tmp_path):
+    def design(records):
+        record = records[0]
+        scenes = len(record["scenes"])
+        rows = np.full((4, scenes), 0.1)
+        for i, scene in enumerate((0, 1, 2, 3)):
+            rows[i, scene] = 0.3
+        record["router_questions"] = [{"question": f"Extra {i}?", "lb_sim": row.tolist()} for i, row in enumerate(rows)]
+        del records[1:]
+
+    path = rewrite(corpus, tmp_path, "sft.json", design)
+    plain_path = corpus / "train" / "sft.json"  # the same record 0 without router questions
+    record = json.loads(path.read_text())[0]
+    asked = len(record["conversations"]) // 2
+    for max_queries in (asked, asked + 2, asked + 10):
+        sample = dataset("sft", path, corpus, processor, config, max_queries=max_queries).sample(0, np.random.default_rng(3))
+        plain = dataset("sft", plain_path, corpus, processor, config, max_queries=max_queries).sample(0, np.random.default_rng(3))
+        extra = min(max_queries - asked, 4)
+        texts = query_texts(processor, sample["query_ids"], sample["query_mask"])
+        assert texts[:asked] == query_texts(processor, plain["query_ids"], plain["query_mask"])
+        drawn = [int(t.removeprefix("Extra ").removesuffix("?")) for t in texts[asked:]]
+        assert len(drawn) == extra and drawn == sorted(set(drawn))  # distinct, in record order
+        labels = sample["router_labels"].bool()
+        assert labels[:asked].tolist() == plain["router_labels"].bool().tolist()
+        assert [int(row.nonzero()) for row in labels[asked:]] == drawn  # extra i marks scene i
+        assert sample["focus"].tolist() == plain["focus"].tolist()  # the Focus comes from the conversation only
+        assert torch.equal(sample["input_ids"], plain["input_ids"]) and torch.equal(sample["labels"], plain["labels"])
+
+
 def test_a_conversation_cut_before_any_answer_is_refused_naming_the_record(corpus, processor, config):
     data = dataset("sft", corpus / "train" / "sft.json", corpus, processor, config, max_length=20)
     with pytest.raises(RecordError, match=r"sft\.json record 0 \(id=synth_sft_00000\).*model_max_length = 20"):

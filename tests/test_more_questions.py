@@ -89,3 +89,26 @@ def test_questions_per_record_are_drawn_from_the_range(ci_corpus):
 def test_an_empty_or_reversed_range_is_a_config_error(ci_corpus, questions):
     with pytest.raises(ConfigError, match="questions per record"):
         more_questions.more_questions(ci_corpus, repeats=1, seed=0, questions=questions)
+
+
+def test_router_questions_are_extra_keyed_questions_that_leave_the_conversations_as_they_were(ci_corpus, tmp_path):
+    plain = more_questions.more_questions(ci_corpus, repeats=4, seed=2, questions=(1, 3))
+    extended = more_questions.more_questions(ci_corpus, repeats=4, seed=2, questions=(1, 3), router_only=6)
+    assert [{k: v for k, v in r.items() if k != "router_questions"} for r in extended] == plain
+    truth = json.loads((ci_corpus / "ground_truth.json").read_text())["videos"]
+    for record in extended:
+        looks = truth[f"train/{record['video']}"]["scenes"]
+        assert len(record["router_questions"]) == 6
+        for entry in record["router_questions"]:
+            (scene,) = np.flatnonzero(sft_labels(np.array([entry["lb_sim"]])).labels[0])
+            question = router_query_text(entry["question"])
+            named = [a for a in synth.PERCEIVABLE if synth.scene_phrase({a: looks[scene][a]}).removeprefix("the scene with ") in question]
+            assert len(named) == 1 and sum(look[named[0]] == looks[scene][named[0]] for look in looks) == 1
+    out = tmp_path / "r.json"
+    more_questions.main([str(ci_corpus), "--repeats", "4", "--seed", "2", "--questions", "1", "3",
+                         "--router-questions", "6", "--out", str(out)])
+    assert json.loads(out.read_text()) == extended
+    loaded = load_sft(out, ci_corpus / "train")
+    assert all(len(r.router_questions) == 6 and r.router_lb_sim.shape == (6, len(r.scenes)) for r in loaded)
+    with pytest.raises(ConfigError, match="router-only questions"):
+        more_questions.more_questions(ci_corpus, repeats=1, seed=0, router_only=-1)

@@ -142,6 +142,17 @@ def test_sft_reads_questions_without_placeholder(media, tmp_path):
     assert record.lb_sim.shape == (2, 2)
 
 
+def test_sft_router_questions_are_read_as_router_queries_with_their_own_labels(media, tmp_path):
+    raw = {**sft_record(), "router_questions": [{"question": "<image>\nWhich is red?\nA. one\nB. two", "lb_sim": [0.1, 0.3]},
+                                                {"question": "Which is blue?", "lb_sim": [0.15, 0.12]}]}
+    (record,) = records.load_sft(write_json(tmp_path / "sft.json", [raw]), media)
+    assert record.router_questions == ("Which is red?", "Which is blue?")  # read by router_query_text
+    assert record.router_only_labels().labels.tolist() == [[False, True], [True, False]]  # second: argmax fallback
+    assert len(record.questions) == 2 and record.router_labels().labels.shape == (2, 2)  # the conversation's own
+    (plain,) = records.load_sft(write_json(tmp_path / "plain.json", [sft_record()]), media)
+    assert plain.router_questions == () and plain.router_lb_sim.shape == (0, 2)
+
+
 def test_question_views_of_the_three_benchmarks(media):
     vmme = records.parse_videomme(videomme_row(), Where("q.parquet", 0), media)
     assert (vmme.id, vmme.answer, vmme.options[1], vmme.video) == ("001-1", "B", "Blue.", (media / "data/vid1.mp4").resolve())
@@ -190,6 +201,11 @@ MALFORMED = [
     ("sft", lambda r: r.update(id=10**5000), "id", "outside the 64-bit integer range"),
     ("sft", lambda r: r["scenes"][0].update(end_frame=-(10**5000)), "scenes[0].end_frame", "too long to print"),
     ("sft", lambda r: r["lb_sim"][0].__setitem__(0, 10**400), "lb_sim[0][0]", "too large for a float"),
+    ("sft", lambda r: r.update(router_questions={"question": "x"}), "router_questions", "expected a list"),
+    ("sft", lambda r: r.update(router_questions=["Which?"]), "router_questions[0]", "expected an object"),
+    ("sft", lambda r: r.update(router_questions=[{"lb_sim": [0.3, 0.1]}]), "router_questions[0].question", "is missing"),
+    ("sft", lambda r: r.update(router_questions=[{"question": "Which?", "lb_sim": [0.3]}]),
+     "router_questions[*].lb_sim", "has shape 1x1, expected 1x2 (one number per scene)"),
     ("videomme", lambda r: r.update(options=["A. x", "C. y"]), "options[1]", "start with 'B. '"),
     ("videomme", lambda r: r.update(answer="E"), "answer", "expected one of ['A', 'B', 'C', 'D']"),
     ("videomme", lambda r: r.update(duration="tiny"), "duration", "short"),

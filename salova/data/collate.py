@@ -168,6 +168,12 @@ class SFTDataset(StageDataset):
         pixels, frames = video_pixels(record.video, self.settings.sampler, record_scenes(record))
         ids, lm_labels = self._text(self.processor, record.conversations, record.source)
         questions = [record.questions[i] for i in drawn]
+        room = self.settings.max_queries - len(drawn)
+        if len(record.router_questions) and room > 0:  # router-only queries fill the rest of max_queries
+            extra = np.sort(rng.choice(len(record.router_questions), size=min(room, len(record.router_questions)),
+                                       replace=False))
+            questions += [record.router_questions[i] for i in extra]
+            labels = np.concatenate([labels, record.router_only_labels(self.settings.thresholds).labels[extra]])
         return self._sample(ids, lm_labels, pixels, frames, questions, torch.from_numpy(labels).float(), focus)
 
 

@@ -1,7 +1,7 @@
 """More stage-2 questions on a synthetic corpus's training videos, all with open answers.
 
     python -m salova.data.more_questions DATA --repeats 10 --out DATA/train/sft_open.json [--seed 1]
-        [--phrasing composed|fixed] [--questions MIN MAX]
+        [--phrasing composed|fixed] [--questions MIN MAX] [--router-questions N]
 
 Writes `--repeats` SFT records per training video of DATA (a `salova.data.synth` corpus): each
 asks 5 questions (or MIN..MAX, drawn per record) about as many different scenes, answered in words ("Gray.")
@@ -9,6 +9,9 @@ rather than by an option letter. A question names its scene by one colour that n
 the video shows in that role (the videos are already rendered, so only such keys are used) and
 asks the other colour, as the corpus's own SFT questions do. The records have the SFT schema
 (scenes, one V2T row per question, conversations), so `training.train --stage sft` reads them.
+With `--router-questions N` each record also carries N `router_questions` in the same wordings,
+queries that only the router is trained on (salova.data.records.parse_sft): they are nearly free
+next to the LLM's work on the conversation, and give the router many more examples per step.
 
 Why: stage 2 of the `small` corpus has 5 questions per video (1,200 in all), too few for a
 randomly initialised router and LLM to learn to route questions; see docs/results.md.
@@ -79,14 +82,32 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
             "conversations": conversations}
 
 
+def router_questions(rng: np.random.Generator, looks: list[dict], keys: dict[int, list[str]], templates,
+                     count: int) -> list[dict]:
+    """`count` router-only questions (records' `router_questions`): each about a scene drawn at
+    random (repeats allowed), keyed and worded like the conversation's questions."""
+    positions = synth.AnswerPositions(rng)
+    entries = []
+    for scene in (int(s) for s in rng.choice(sorted(keys), size=count)):
+        key = keys[scene][int(rng.integers(len(keys[scene])))]
+        question = synth.make_question(rng, looks, scene, synth.other_colour(key), templates(rng), 4, positions,
+                                       {key: looks[scene][key]})
+        entries.append({"question": question.text,
+                        "lb_sim": synth.question_similarities(rng, looks, question.key, scene).tolist()})
+    return entries
+
+
 def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "composed",
-                   questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2) -> list[dict]:
+                   questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2, router_only: int = 0) -> list[dict]:
     if not 1 <= questions[0] <= questions[1]:
         raise ConfigError(f"questions per record: {questions[0]}-{questions[1]} is not a range of at least 1")
+    if router_only < 0:
+        raise ConfigError(f"router-only questions per record: {router_only} is negative")
     templates = phrasing_source(phrasing)
     truth = json.loads((data / "ground_truth.json").read_text())
     sft = json.loads((data / "train" / "sft.json").read_text())
     rng = np.random.default_rng(seed)
+    router_rng = np.random.default_rng([seed, 1])  # its own stream: the conversations stay as without it
     records = []
     for index, record in enumerate(sft):
         video = truth["videos"].get(f"train/{record.get('video')}")
@@ -98,8 +119,10 @@ def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "compose
         keys = unique_keys(looks)
         if not keys:
             continue
-        records += [open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates, questions)
-                    for r in range(repeats)]
+        for r in range(repeats):
+            records.append(open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates, questions))
+            if router_only:
+                records[-1]["router_questions"] = router_questions(router_rng, looks, keys, templates, router_only)
     return records
 
 
@@ -112,9 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--questions", type=int, nargs=2, metavar=("MIN", "MAX"),
                         default=(QUESTIONS_PER_RECORD, QUESTIONS_PER_RECORD),
                         help="questions (= Focus scenes in training) per record, drawn per record from MIN..MAX")
+    parser.add_argument("--router-questions", type=int, default=0, metavar="N",
+                        help="router-only questions per record (the LLM never reads them); default none")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    records = more_questions(args.data, args.repeats, args.seed, args.phrasing, tuple(args.questions))
+    records = more_questions(args.data, args.repeats, args.seed, args.phrasing, tuple(args.questions),
+                             args.router_questions)
     args.out.write_text(json.dumps(records))
     print(f"{len(records)} records, {sum(len(r['lb_sim']) for r in records)} questions -> {args.out}")
 

@@ -369,6 +369,8 @@ class SFTRecord:
     lb_sim: np.ndarray  # (Q, T) V2T, row = question (human turn), column = scene
     conversations: tuple[Turn, ...]  # 2Q
     source: str
+    router_questions: tuple[str, ...] = ()  # E more router queries that the LLM never sees
+    router_lb_sim: np.ndarray | None = None  # (E, T) their V2T rows
 
     @property
     def questions(self) -> tuple[str, ...]:
@@ -377,6 +379,10 @@ class SFTRecord:
 
     def router_labels(self, thresholds: LabelThresholds = LabelThresholds()) -> RouterLabels:
         return sft_labels(self.lb_sim, thresholds.v2t_sft)
+
+    def router_only_labels(self, thresholds: LabelThresholds = LabelThresholds()) -> RouterLabels:
+        """Labels of `router_questions`, by the same rule as the conversation's questions."""
+        return sft_labels(self.router_lb_sim, thresholds.v2t_sft)
 
 
 def router_query_text(text: str) -> str:
@@ -435,7 +441,25 @@ def parse_sft(raw: Any, where: Where, video_root: str | os.PathLike, check_media
     questions = len(conversations) // 2
     shape = (questions, len(scenes))
     lb_sim = _matrix(_required(raw, "lb_sim", where), where, "lb_sim", shape, "one row per question, one column per scene")
-    return SFTRecord(record_id, video, scenes, lb_sim, conversations, str(where))
+    extra, extra_sim = _router_questions(raw.get("router_questions", []), where, len(scenes))
+    return SFTRecord(record_id, video, scenes, lb_sim, conversations, str(where), extra, extra_sim)
+
+
+def _router_questions(value: Any, where: Where, scenes: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Optional `router_questions`: [{"question": str, "lb_sim": [T numbers]}, ...], queries that
+    train the router only (the LLM never reads them) -> (texts, (E, T) V2T rows)."""
+    if not isinstance(value, list):
+        raise where.error("router_questions", f"is {_describe(value)}, expected a list")
+    texts, rows = [], []
+    for i, entry in enumerate(value):
+        field = f"router_questions[{i}]"
+        if not isinstance(entry, dict):
+            raise where.error(field, f"is {_describe(entry)}, expected an object with 'question' and 'lb_sim'")
+        texts.append(router_query_text(_string(_required_field(entry, "question", where, field), where, f"{field}.question")))
+        rows.append(_required_field(entry, "lb_sim", where, field))
+    if not rows:
+        return (), np.zeros((0, scenes))
+    return tuple(texts), _matrix(rows, where, "router_questions[*].lb_sim", (len(rows), scenes), "one number per scene")
 
 
 def _id(raw: dict, where: Where) -> str:
