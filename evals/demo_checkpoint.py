@@ -34,7 +34,7 @@ CORPUS_PRESET, CORPUS_SEED = "small", 0
 # The `small` corpus, cut down: no held-out sets or haystacks (the demo sets are evals/demo_data.py's).
 CORPUS_SIZES = {"stage1_clips": 160, "stage1_images": 40, "train_videos": 24, "benchmark_videos": 0,
                 "niah_minutes": ()}  # fmt: skip
-DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40}  # the full recipe: 1000, 800, 4000
+DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40}  # the full recipe: 1000, 800, 3000
 LAUNCH_VARIABLES = (
     "RANK",
     "LOCAL_RANK",
@@ -52,8 +52,14 @@ def recipe_texts() -> dict[str, str]:
     return {stage: (RECIPES / name).read_text() for stage, name in STAGE_RECIPES.items()}
 
 
+def question_settings() -> tuple:
+    from training import reproduce
+
+    return reproduce.QUESTIONS_PER_RECORD, reproduce.ROUTER_QUESTIONS, reproduce.QUESTION_REPEATS
+
+
 def checkpoint_folder() -> Path:
-    settings = (CORPUS_PRESET, CORPUS_SEED, CORPUS_SIZES, DEMO_STEPS, recipe_texts())
+    settings = (CORPUS_PRESET, CORPUS_SEED, CORPUS_SIZES, DEMO_STEPS, recipe_texts(), question_settings())
     return cache_root() / "demo-checkpoint" / settings_hash(*settings)
 
 

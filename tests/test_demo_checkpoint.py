@@ -54,11 +54,14 @@ def test_stages_chain_and_stage_2_reads_the_generated_questions(built):
     assert used["pretrain"]["init_from"] is None
     assert Path(used["longvideo"]["init_from"]) == folder / "full" / "pretrain" / "final"
     assert Path(used["sft"]["init_from"]) == folder / "full" / "longvideo" / "final"
-    questions = json.loads(Path(used["sft"]["data_path"]).read_text())
-    assert len(questions) == 2 * reproduce.QUESTION_REPEATS  # 2 training videos
+    records = json.loads(Path(used["sft"]["data_path"]).read_text())
+    assert len(records) == 2 * reproduce.QUESTION_REPEATS  # 2 training videos
+    low, high = reproduce.QUESTIONS_PER_RECORD
+    assert all(low <= len(r["lb_sim"]) <= high and len(r["router_questions"]) == reproduce.ROUTER_QUESTIONS
+               for r in records)
 
 
-def test_folder_hash_follows_the_recipe_files(tmp_path, monkeypatch):
+def test_folder_hash_follows_the_recipe_files_and_the_question_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("SALOVA_CACHE", str(tmp_path))
     before = demo.checkpoint_folder()
     copy = tmp_path / "recipes"
@@ -68,5 +71,9 @@ def test_folder_hash_follows_the_recipe_files(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "RECIPES", copy)
     assert demo.checkpoint_folder() == before
     sft = copy / reproduce.STAGE_RECIPES["sft"]
-    sft.write_text(sft.read_text().replace("max_steps: 4000", "max_steps: 4001"))
-    assert demo.checkpoint_folder() != before
+    steps = yaml.safe_load(sft.read_text())["max_steps"]
+    sft.write_text(sft.read_text().replace(f"max_steps: {steps}", f"max_steps: {steps + 1}"))
+    changed = demo.checkpoint_folder()
+    assert changed != before
+    monkeypatch.setattr(reproduce, "ROUTER_QUESTIONS", reproduce.ROUTER_QUESTIONS + 1)
+    assert demo.checkpoint_folder() not in (before, changed)  # the stage-2 questions are part of the key

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -208,47 +209,47 @@ def test_a_marker_left_by_a_dead_process_is_cleared(tmp_path):
     assert not marker.exists()
 
 
-def test_reproduction_trains_stage_two_on_composed_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
+def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
     from training import reproduce
     from training.recipe import parse_overrides
 
     commands = {}
     monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
     monkeypatch.setattr(reproduce.Reproduction, "variant_checkpoint", lambda self, name, source, **config: source)
-    reproduce.reproduce(tmp_path, seed=0, variants=["full"], ks=[5], tasks="niah", ablation_limit=None)
-    train = tmp_path / "data" / "train"
-    for name, per_record in (("sft_composed.json", ["5", "5"]), ("sft_mixed.json", ["1", "5"])):
-        questions = commands[f"stage-2 questions {name}"]
-        assert questions[questions.index("--out") + 1] == str(train / name)
-        assert questions[questions.index("--questions") + 1:][:2] == per_record
-        assert "--phrasing" not in questions  # the composed default
-    cycles = [commands[f"train full {name}"] for name in ("sft", "sft-2", "sft-3", "sft-4")]
-    # each cycle starts from the one before, with its own steps, seed and questions, each key passed once
-    starts = [tmp_path / "full" / "longvideo" / "final"] + [tmp_path / "full" / name / "final"
-                                                            for name in ("sft", "sft-2", "sft-3")]  # fmt: skip
-    expected = [(4000, 42, "sft_composed.json"), (2000, 43, "sft_composed.json"), (6000, 44, "sft_composed.json"),
-                (3000, 45, "sft_mixed.json")]  # fmt: skip
-    for sft, start, (steps, seed, questions) in zip(cycles, starts, expected):
+    reproduce.reproduce(tmp_path, seed=0, variants=["full", "no-longvideo"], ks=[1, 5], tasks="niah", ablation_limit=None)
+    questions_file = tmp_path / "data" / "train" / "sft_router.json"
+    questions = commands["stage-2 questions"]
+    assert questions[questions.index("--out") + 1] == str(questions_file)
+    assert questions[questions.index("--questions") + 1:][:2] == ["1", "5"]
+    assert questions[questions.index("--router-questions") + 1] == "27"
+    assert "--phrasing" not in questions  # the composed default
+    recipe = yaml.safe_load((reproduce.RECIPES / "small-open-sft.yaml").read_text())
+    assert recipe["max_queries"] == 5 + 27  # every asked question and every router-only one fits
+    starts = {"full": tmp_path / "full" / "longvideo" / "final", "no-longvideo": tmp_path / "full" / "pretrain" / "final"}
+    for variant, start in starts.items():
+        sft = commands[f"train {variant} sft"]
         assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
         overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
-        assert len(overrides) == len(sft[sft.index("--recipe") + 2:])
-        assert overrides["init_from"] == str(start)
-        assert (overrides["max_steps"], overrides["seed"], overrides["data_path"]) == (steps, seed, str(train / questions))
-    assert "train full sft-5" not in commands
-    evaluation = commands["eval full k=5 likelihood"]
+        assert len(overrides) == len(sft[sft.index("--recipe") + 2:])  # each key passed once
+        assert (overrides["init_from"], overrides["data_path"], overrides["seed"]) == (str(start), str(questions_file), 42)
+        assert overrides["output_dir"] == str(tmp_path / variant / "sft") and "max_steps" not in overrides
+    # the headline (every question) and the ablations at K = 1, the full model also at the other K
+    evaluations = [name for name in commands if name.startswith("eval ")]
+    assert evaluations == ["eval full k=1 likelihood", "eval no-longvideo k=1 likelihood", "eval full k=5 likelihood"]
+    evaluation = commands["eval full k=1 likelihood"]
     assert evaluation[evaluation.index("--answer-by") + 1] == "likelihood"
-    assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k5-likelihood")
+    assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k1-likelihood")
 
 
-def test_report_headline_is_the_full_model_at_k5_whatever_the_answer_mode():
+def test_report_headline_is_the_full_model_at_the_main_k_whatever_the_answer_mode():
     from training.results_report import headline
 
-    summary = {"evaluations": {"uniform-k5-likelihood": {"variant": "uniform", "k": 5},
-                               "full-k1-likelihood": {"variant": "full", "k": 1},
-                               "full-k5-likelihood": {"variant": "full", "k": 5}}}  # fmt: skip
-    assert headline(summary, dict.fromkeys(summary["evaluations"])) == "full-k5-likelihood"
-    assert headline(summary, {"full-k1-likelihood": None}) is None
-    assert headline(summary, dict.fromkeys(summary["evaluations"]), "full-k1-likelihood") == "full-k1-likelihood"
+    summary = {"evaluations": {"uniform-k1-likelihood": {"variant": "uniform", "k": 1},
+                               "full-k5-likelihood": {"variant": "full", "k": 5},
+                               "full-k1-likelihood": {"variant": "full", "k": 1}}}  # fmt: skip
+    assert headline(summary, dict.fromkeys(summary["evaluations"])) == "full-k1-likelihood"
+    assert headline(summary, {"full-k5-likelihood": None}) is None
+    assert headline(summary, dict.fromkeys(summary["evaluations"]), "full-k5-likelihood") == "full-k5-likelihood"
     with pytest.raises(SystemExit, match="--headline full-k9.*full-k1-likelihood"):
         headline(summary, dict.fromkeys(summary["evaluations"]), "full-k9")
 

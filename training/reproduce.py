@@ -9,12 +9,11 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
 
 1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`, then the
    stage-2 questions: `python -m salova.data.more_questions OUT/data --repeats 40 --seed 1
-   --questions 5 5 --out OUT/data/train/sft_composed.json` (48,000 open questions in composed
-   phrasings, 5 per record) and the same with `--questions 1 5` into sft_mixed.json
+   --questions 1 5 --router-questions 27 --out OUT/data/train/sft_router.json` (9,600 records
+   of 1-5 open questions in composed phrasings, each with 27 more questions for the router alone)
 2. full model: `python -m training.train --stage {pretrain,longvideo,sft}` with
-   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml, each stage starting from the previous stage's final folder; stage 2 runs
-   as SFT_CYCLES warm restarts (4000 + 2000 + 6000 steps on sft_composed.json, then 3000 on
-   sft_mixed.json; folders sft, sft-2, sft-3, sft-4)
+   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml, each
+   stage starting from the previous stage's final folder
 3. variants (docs/results.md explains each):
    - `uniform`: the full model's checkpoint with `focus_selection: uniform` (K scenes evenly
      spaced over the video, no router; same Focus and Fast token counts)
@@ -22,9 +21,9 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
      `use_focus` switched off (the FocusFast ablation)
    - `no-longvideo`: stage 2 straight from the stage-1 checkpoint (skipping stage 1.5)
 4. evaluation: `python -m evals.run --tasks ... --checkpoint CKPT --data-root OUT/data --k K
-   --answer-by likelihood --output OUT/eval/<variant>-k<K>-likelihood`: first the full model at K = 5 on every question, then the
-   full model at the other K of --ks and the variants at K = 5 (on the first --ablation-limit
-   questions of each task when given)
+   --answer-by likelihood --output OUT/eval/<variant>-k<K>-likelihood`: first the full model at
+   K = MAIN_K on every question, then the full model at the other K of --ks and the variants at
+   K = MAIN_K (on the first --ablation-limit questions of each task when given)
 5. OUT/summary.json: every step's command, wall time and exit status, and where each evaluation's
    results.json lies
 
@@ -50,21 +49,17 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "training" / "recipes"
 VARIANTS = ("full", "uniform", "focus-only", "fast-only", "no-longvideo")
 TASKS = "videomme,mlvu,longvideobench,niah"
-MAIN_K = 5
+# The Focus size of the headline and the ablations: the `small` model answers best with one Focus
+# scene (docs/results.md: K = 1 / 5 / 9 give 76.8 / 54.6 / 50.0 % for the fifth session's model).
+MAIN_K = 1
 STAGE_RECIPES = {"pretrain": "small-pretrain.yaml", "longvideo": "small-longvideo.yaml", "sft": "small-open-sft.yaml"}
-STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_composed.json"}
-QUESTION_REPEATS, QUESTION_SEED = 40, 1  # salova.data.more_questions: 40 records per training video
-# The stage-2 question files (more_questions --questions MIN MAX): questions, and so training Focus
-# scenes, per record. 5 as the corpus's own records; 1-5 so the LLM also reads one or a few Focus
-# scenes, as it does when evaluated at K = 1.
-SFT_QUESTIONS = {"sft_composed.json": (5, 5), "sft_mixed.json": (1, 5)}
-# Stage 2 as warm restarts: (max_steps, training-seed offset, question file) per cycle, each cycle
-# with the recipe's own warm-up and cosine decay, starting from the previous cycle's weights (not
-# its optimizer state). These are the four runs behind docs/results.md's headline checkpoint: the
-# router needs the first three (held-out recall@5 81.9, 87.5, 100 %), the LLM's reading of a
-# single Focus scene the fourth (NIAH at K = 1: 74 % after cycle 3, 100 % after cycle 4).
-SFT_CYCLES = ((4000, 0, "sft_composed.json"), (2000, 1, "sft_composed.json"), (6000, 2, "sft_composed.json"),
-              (3000, 3, "sft_mixed.json"))  # fmt: skip
+STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_router.json"}
+# Stage 2's questions (salova.data.more_questions): 40 records per training video, each asking
+# 1-5 questions (so the LLM reads one to five Focus scenes, as at K = 1 and K = 5) and carrying 27
+# more questions that train only the router (the recipe's max_queries = 5 + 27). The router-only
+# questions make stage 2 about five times shorter (docs/results.md, sixth session).
+QUESTION_REPEATS, QUESTION_SEED = 40, 1
+QUESTIONS_PER_RECORD, ROUTER_QUESTIONS = (1, 5), 27
 RUNNING = ".reproduce-running"
 # Tiny models on a shared 2-core CPU run faster on one thread (no oversubscription).
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -127,20 +122,17 @@ class Reproduction:
         command = [sys.executable, "-m", "salova.data.synth", "--preset", "small", "--out", str(self.data),
                    "--seed", str(self.seed), "--quiet"]  # fmt: skip
         self.step("corpus", command, self.data, self.data / "manifest.json")
-        for name, (low, high) in SFT_QUESTIONS.items():
-            questions = self.data / "train" / name
-            command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
-                       str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
-                       "--out", str(questions)]  # fmt: skip
-            self.step(f"stage-2 questions {name}", command, self.data, questions)
+        questions = self.data / "train" / STAGE_DATA["sft"]
+        low, high = QUESTIONS_PER_RECORD
+        command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
+                   str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
+                   "--router-questions", str(ROUTER_QUESTIONS), "--out", str(questions)]  # fmt: skip
+        self.step("stage-2 questions", command, self.data, questions)
 
-    def stage(self, variant: str, stage: str, init_from: Path | None, extra: dict | None = None,
-              folder: str | None = None) -> Path:
-        """Train one stage of `variant` into OUT/variant/`folder` (default: the stage's name);
-        `extra` are more recipe overrides, replacing the defaults below (each key is passed once).
-        Returns its final save_pretrained folder."""
-        folder = folder or stage
-        output = self.out / variant / folder
+    def stage(self, variant: str, stage: str, init_from: Path | None, extra: dict | None = None) -> Path:
+        """Train one stage of `variant` into OUT/variant/stage; `extra` are more recipe overrides,
+        replacing the defaults below (each key is passed once). Returns its final save_pretrained folder."""
+        output = self.out / variant / stage
         train = self.data / "train"
         overrides = {"data_path": train / STAGE_DATA[stage], "video_folder": train, "output_dir": output,
                      "seed": 42 + self.seed, "init_from": init_from or "null"}  # fmt: skip
@@ -149,16 +141,8 @@ class Reproduction:
         overrides.update(extra or {})
         command = [sys.executable, "-m", "training.train", "--stage", stage,
                    "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
-        self.step(f"train {variant} {folder}", command, output, output / "final" / "config.json")
+        self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json")
         return output / "final"
-
-    def stage_two(self, variant: str, init_from: Path) -> Path:
-        """Stage 2 as SFT_CYCLES warm restarts, each from the previous cycle's final folder
-        (OUT/variant/sft, sft-2, sft-3, ...); returns the last cycle's final folder."""
-        for number, (steps, seed_offset, questions) in enumerate(SFT_CYCLES, start=1):
-            extra = {"max_steps": steps, "seed": 42 + self.seed + seed_offset, "data_path": self.data / "train" / questions}
-            init_from = self.stage(variant, "sft", init_from, extra, folder="sft" if number == 1 else f"sft-{number}")
-        return init_from
 
     def variant_checkpoint(self, name: str, source: Path, **config) -> Path:
         """A copy of `source` whose config.json has `config` changed (the ablation knobs)."""
@@ -205,20 +189,20 @@ def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: s
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
     if "no-longvideo" in variants:
-        checkpoints["no-longvideo"] = run.stage_two("no-longvideo", pretrain)
+        checkpoints["no-longvideo"] = run.stage("no-longvideo", "sft", pretrain)
     if set(variants) & {"full", "uniform", "focus-only", "fast-only"}:
         longvideo = run.stage("full", "longvideo", pretrain)
     if set(variants) & {"full", "uniform"}:
-        checkpoints["full"] = run.stage_two("full", longvideo)
+        checkpoints["full"] = run.stage("full", "sft", longvideo)
         checkpoints["uniform"] = run.variant_checkpoint("uniform", checkpoints["full"], focus_selection="uniform")
     if "full" in variants:
         run.evaluate("full", checkpoints["full"], MAIN_K, limit=None)  # the headline: every question
     if "focus-only" in variants:
         start = run.variant_checkpoint("focus-only-start", longvideo, use_fast=False)
-        checkpoints["focus-only"] = run.stage_two("focus-only", start)
+        checkpoints["focus-only"] = run.stage("focus-only", "sft", start)
     if "fast-only" in variants:
         start = run.variant_checkpoint("fast-only-start", longvideo, use_focus=False)
-        checkpoints["fast-only"] = run.stage_two("fast-only", start)
+        checkpoints["fast-only"] = run.stage("fast-only", "sft", start)
     for name in variants:
         if name != "full":
             run.evaluate(name, checkpoints[name], MAIN_K, limit=ablation_limit)

@@ -27,12 +27,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evals.diagnostics import retrieval_hits
+from training.reproduce import MAIN_K
 
 TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobench_val_salova": "LongVideoBench",
          "niah_salova": "NIAH"}  # fmt: skip
 LENGTH_CATEGORY = {"videomme_salova": "duration", "mlvu_dev_salova": "length",
                    "longvideobench_val_salova": "duration_group", "niah_salova": "haystack_minutes"}  # fmt: skip
-HEADLINE_K = 5
 
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
@@ -57,14 +57,14 @@ def evaluations_in(folder: Path) -> dict:
 
 
 def headline(summary: dict, results: dict[str, dict], name: str | None = None) -> str | None:
-    """`name` if given (an evaluation of the summary), else the full model's K = 5 evaluation
-    (the one every question is asked in), if any."""
+    """`name` if given (an evaluation of the summary), else the full model's evaluation at
+    reproduce.MAIN_K (the one every question is asked in), if any."""
     if name is not None:
         if name not in results:
             raise SystemExit(f"--headline {name}: no such evaluation; there are: {', '.join(sorted(results))}")
         return name
     return next((name for name in results if summary["evaluations"][name]["variant"] == "full"
-                 and summary["evaluations"][name]["k"] == HEADLINE_K), None)  # fmt: skip
+                 and summary["evaluations"][name]["k"] == MAIN_K), None)  # fmt: skip
 
 
 def _cell(value, digits=1) -> str:
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the reproduction's --out folder")
     parser.add_argument("--figures", type=Path, help="copy the headline evaluation's plots into this folder")
     parser.add_argument("--headline", help="the evaluation whose per-task, length and NIAH tables (and plots) are "
-                                           "shown (default: the full model at K = 5)")
+                                           "shown (default: the full model at reproduce.MAIN_K)")
     args = parser.parse_args(argv)
     summary, results = load(args.out)
     limits = [e.get("limit") for e in summary.get("evaluations", {}).values() if e.get("limit")]
