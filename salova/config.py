@@ -25,8 +25,8 @@ FOCUS_SELECTIONS = ("router", "uniform")
 # Stage-1 in-batch router loss: the paper's sigmoid BCE on identity labels, or symmetric InfoNCE
 # (softmax over the batch both ways), which the `small` preset needs: see in_batch_infonce_loss.
 IN_BATCH_LOSSES = ("bce", "infonce")
-# Stages 1.5 and 2: each query against its own video's scenes. "bce" is the paper's (per scene);
-# "softmax" is a cross-entropy over the video's scenes (the `small` preset's): see scene_softmax_loss.
+# Stages 1.5 and 2: each query against its own video's scenes. "bce" is the paper's (per scene) and
+# every preset's; "softmax" is a cross-entropy over the video's scenes: see scene_softmax_loss.
 SCENE_LOSSES = ("bce", "softmax")
 
 # Text position table of the text tower after extension (the pretrained towers have 64 / 77 rows).

@@ -61,6 +61,16 @@ def unique_keys(looks: list[dict]) -> dict[int, list[str]]:
     return keys
 
 
+def keyed_question(rng: np.random.Generator, looks: list[dict], keys: dict[int, list[str]], scene: int, templates,
+                   positions: synth.AnswerPositions) -> tuple[synth.SceneQuestion, list[float]]:
+    """A question naming `scene` by one of its unique keys and asking its other colour, and the
+    question's V2T row (one number per scene)."""
+    key = keys[scene][int(rng.integers(len(keys[scene])))]
+    question = synth.make_question(rng, looks, scene, synth.other_colour(key), templates(rng), 4, positions,
+                                   {key: looks[scene][key]})
+    return question, synth.question_similarities(rng, looks, question.key, scene).tolist()
+
+
 def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys: dict[int, list[str]],
                 record_id: str, templates, questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2) -> dict:
     """One SFT record of open questions about up to n different scenes, n drawn from the
@@ -71,13 +81,10 @@ def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys:
     positions = synth.AnswerPositions(rng)  # options are made and dropped: the answers are words
     conversations, rows = [], []
     for turn, scene in enumerate(int(s) for s in scenes):
-        key = keys[scene][int(rng.integers(len(keys[scene])))]
-        asked = synth.other_colour(key)
-        question = synth.make_question(rng, looks, scene, asked, templates(rng), 4, positions,
-                                       {key: looks[scene][key]})
+        question, row = keyed_question(rng, looks, keys, scene, templates, positions)
         human = ("<image>\n" if turn == 0 else "") + question.text
         conversations += synth.turn_pair(human, synth.open_answer(question.answer))
-        rows.append(synth.question_similarities(rng, looks, question.key, scene).tolist())
+        rows.append(row)
     return {"id": record_id, "video": record["video"], "scenes": record["scenes"], "lb_sim": rows,
             "conversations": conversations}
 
@@ -89,11 +96,8 @@ def router_questions(rng: np.random.Generator, looks: list[dict], keys: dict[int
     positions = synth.AnswerPositions(rng)
     entries = []
     for scene in (int(s) for s in rng.choice(sorted(keys), size=count)):
-        key = keys[scene][int(rng.integers(len(keys[scene])))]
-        question = synth.make_question(rng, looks, scene, synth.other_colour(key), templates(rng), 4, positions,
-                                       {key: looks[scene][key]})
-        entries.append({"question": question.text,
-                        "lb_sim": synth.question_similarities(rng, looks, question.key, scene).tolist()})
+        question, row = keyed_question(rng, looks, keys, scene, templates, positions)
+        entries.append({"question": question.text, "lb_sim": row})
     return entries
 
 
