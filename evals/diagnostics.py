@@ -7,6 +7,9 @@ or two away from the true cut.
 
 - recall@1: the router's top-scored scene is the answer scene;
 - recall@K: one of the K Focus scenes is.
+
+Answers by likelihood also record the options the question itself names (evals.options.named_options),
+so a report can count the wrong answers that copy a word of the question.
 """
 
 from __future__ import annotations
@@ -37,3 +40,16 @@ def router_recall(rows: list[dict]) -> dict | None:
         "recall@1": 100.0 * sum(h1 for h1, _ in hits) / len(hits),
         "recall@K": 100.0 * sum(hk for _, hk in hits) / len(hits),
     }
+
+
+def named_option_split(rows: list[dict]) -> dict | None:
+    """Over the rows that recorded `named_options` and whose question names at least one option:
+    their number, accuracy (%) and how many were answered wrong with a named option. None if no row
+    recorded the field (answers generated, or logs written before it existed)."""
+    recorded = [r for r in rows if "named_options" in r and not r.get("failure")]
+    if not recorded:
+        return None
+    naming = [r for r in recorded if r["named_options"]]
+    copied = sum(not r.get("correct") and r.get("pred") in r["named_options"] for r in naming)
+    accuracy = 100.0 * sum(bool(r.get("correct")) for r in naming) / len(naming) if naming else None
+    return {"recorded": len(recorded), "n": len(naming), "accuracy": accuracy, "wrong_with_named_option": copied}

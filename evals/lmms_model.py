@@ -36,7 +36,7 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from evals import cache_root
-from evals.options import ANSWER_BY, cloze, record_options
+from evals.options import ANSWER_BY, cloze, named_options, record_options
 from evals.provenance import folder_digest
 from evals.sample_log import SampleLog, sample_key, settings_hash
 from salova.data.records import router_query_text
@@ -172,7 +172,7 @@ class SalovaLMMS(lmms):
                 features_from_cache=reply.from_cache,
             )
             if self.answer_by == "likelihood":
-                record["option_scores"] = reply.option_scores
+                record.update(option_scores=reply.option_scores, named_options=reply.named_options)
         record["seconds"] = round(time.perf_counter() - started, 4)
         if self.log is not None:
             self.log.append(record)
@@ -186,7 +186,8 @@ class SalovaLMMS(lmms):
         choice = self.index.choose(video, question, [cloze(options[i]) for i in scored], query=question, k=self.k)
         return SimpleNamespace(text=chr(65 + scored[choice.best]), focus=choice.focus, scene_times=choice.scene_times,
                                scores=choice.scores, from_cache=choice.from_cache,
-                               option_scores={chr(65 + i): s for i, s in zip(scored, choice.answer_scores)})  # fmt: skip
+                               option_scores={chr(65 + i): s for i, s in zip(scored, choice.answer_scores)},
+                               named_options=named_options(question, options))  # fmt: skip
 
     def loglikelihood(self, requests):
         raise NotImplementedError("SALOVA is evaluated on generation tasks only")

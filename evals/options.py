@@ -44,6 +44,14 @@ def _field(doc: dict, name: str, task: str) -> list:
     return list(doc[name])
 
 
+def named_options(question: str, options: list[str | None]) -> list[str]:
+    """Letters of the options whose text the question itself contains as whole words ("the scene
+    with a purple object" names the option "purple"). A model that copies words from its prompt
+    picks these; evals.diagnostics.named_option_split measures how often."""
+    return [chr(65 + i) for i, option in enumerate(options)
+            if option and re.search(rf"\b{re.escape(option.lower())}\b", question.lower())]  # fmt: skip
+
+
 def cloze(option: str) -> str:
     """An option as a whole reply, in the short-answer form of the SFT records: "red" -> "Red."."""
     text = option[0].upper() + option[1:]

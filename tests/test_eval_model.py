@@ -149,6 +149,10 @@ def test_answer_by_likelihood_scores_each_option_and_answers_its_letter(tmp_path
     assert reply == "D"  # "Red." is the shortest; it sits at letter D once the padding is counted
     [record] = read_records(tmp_path / "samples.jsonl")
     assert record["option_scores"] == {"A": -10.0, "B": -11.0, "D": -4.0}
+    assert record["named_options"] == []  # the question names none of its options
+    model.answer("longvideobench_val_salova", 1, {**LVB_DOC, "question": "What color is the ball on the red mat?"},
+                 "p", GEN, "/data/v.mp4")
+    assert read_records(tmp_path / "samples.jsonl")[-1]["named_options"] == ["D"]
 
 
 def test_answer_by_is_part_of_the_sample_key(tmp_path):

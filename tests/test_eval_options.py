@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evals.options import cloze, record_options
+from evals.options import cloze, named_options, record_options
 from salova.errors import RecordError
 
 
@@ -51,3 +51,24 @@ def test_cloze_is_the_open_answer_form_of_the_sft_records():
 
     assert [cloze(c) for c in synth.COLORS] == [synth.open_answer(c) for c in synth.COLORS]
     assert cloze("Is it red?") == "Is it red?"
+
+
+@pytest.mark.parametrize(
+    "question, options, expected",
+    [
+        ("What is the background color of the scene with a purple object?", ["magenta", "purple", "blue", None], ["B"]),
+        ("Which color is the shape on a Dark Blue background?", ["dark blue", "blue", "light gray"], ["A", "B"]),
+        ("Is the covered object reddish?", ["red", "cover", "green"], []),  # parts of words are not named
+        ("What color is the sky?", ["dark blue", "light gray", None, "red", None], []),
+    ],
+)
+def test_named_options_are_those_the_question_contains_as_whole_words(question, options, expected):
+    assert named_options(question, options) == expected
+
+
+@given(words=st.lists(st.sampled_from(["red", "blue", "green", "gray", "white", "black"]), min_size=2, max_size=6,
+                      unique=True), named=st.integers(0, 5))
+def test_an_option_put_into_the_question_is_named_and_the_others_are_not(words, named):
+    named %= len(words)
+    question = f"In the scene with a {words[named]} object, what color is the background?"
+    assert named_options(question, words) == [chr(65 + named)]

@@ -176,6 +176,29 @@ def test_report_splits_accuracy_by_whether_the_answer_scene_is_in_focus():
     assert focus_split(rows) == {True: (2, 50.0), False: (2, 50.0)}
 
 
+def test_report_counts_wrong_answers_that_choose_an_option_the_question_names():
+    from evals.diagnostics import named_option_split
+
+    def row(named, pred, target="A", **extra):
+        return {"named_options": named, "pred": pred, "target": target, "correct": pred == target, **extra}
+
+    rows = [row(["B"], "B"), row(["B"], "A"), row(["C"], "D"), row([], "C"), row(["B"], "B", failure="VideoError"),
+            {"pred": "B", "correct": False}]  # a failure and a row from a log without the field are not counted
+    assert named_option_split(rows) == {"recorded": 4, "n": 3, "accuracy": 100 / 3, "wrong_with_named_option": 1}
+    assert named_option_split([{"pred": "A", "correct": True}]) is None
+
+
+def test_report_tables_the_named_option_split_of_each_evaluation(tmp_path):
+    from training.results_report import load, named_option_table
+
+    rows = [{"named_options": ["B"], "pred": "B", "correct": False}, {"named_options": ["C"], "pred": "A", "correct": True},
+            {"named_options": [], "pred": "A", "correct": True}]  # fmt: skip
+    (tmp_path / "full-k1").mkdir()
+    (tmp_path / "full-k1" / "results.json").write_text(json.dumps({"settings": {"k": 1}}))
+    (tmp_path / "full-k1" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert named_option_table(*load(tmp_path)).splitlines()[-1] == "| full | 1 | 2 of 3 | 50.0 | 1 |"
+
+
 def test_report_scores_the_same_questions_for_every_variant():
     from training.results_report import constant_answer_scores, subset_scores
 

@@ -7,7 +7,8 @@ evals.run); a folder without summary.json is read as a folder of evals.run outpu
 `<variant>-k<K>[-...]` (e.g. runs you started by hand). It prints: the variants table, every variant scored on the same questions (the
 first --ablation-limit of each task; accuracy per task, router recall@1 / @K), the same on
 videos of >= 30 scenes, each variant's accuracy split by whether the router put the answer
-scene among the Focus scenes, the full model's per-task scores, accuracy by video length and
+scene among the Focus scenes, its accuracy on questions that name one of their own options (and
+how many it got wrong by choosing such an option), the full model's per-task scores, accuracy by video length and
 NIAH grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
 map and accuracy-by-length plot there and draws every evaluation's pooled accuracy, on all
 questions and on videos of >= 30 scenes, as one bar chart (variants.png; its numbers as
@@ -26,7 +27,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evals.diagnostics import retrieval_hits
+from evals.diagnostics import named_option_split, retrieval_hits
 from training.reproduce import MAIN_K
 
 TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobench_val_salova": "LongVideoBench",
@@ -156,6 +157,17 @@ def focus_split_table(summary: dict, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def named_option_table(summary: dict, results: dict[str, dict]) -> str:
+    lines = ["| variant | K | questions naming an option | accuracy | wrong with a named option |", "|---|---|---|---|---|"]
+    for name in results:
+        entry = summary["evaluations"][name]
+        split = named_option_split(read_samples(entry["results"]))
+        if split:
+            lines.append(f"| {entry['variant']} | {entry['k']} | {split['n']} of {split['recorded']} | "
+                         f"{_cell(split['accuracy'])} | {split['wrong_with_named_option']} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def per_task_router_table(run: dict) -> str:
     lines = ["| task | questions | accuracy | router recall@1 | router recall@K |", "|---|---|---|---|---|"]
     for task, label in TASKS.items():
@@ -248,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
           + variants_table(summary, results, common, min_scenes=30) + "\n")
     print("## Accuracy by whether the answer scene is in the Focus (every question)\n\n"
           + focus_split_table(summary, results) + "\n")
+    print("## Questions that name one of their own options (answers by likelihood)\n\n"
+          + named_option_table(summary, results) + "\n")
     main_run = headline(summary, results, args.headline)
     if main_run:
         run, entry = results[main_run], summary["evaluations"][main_run]
