@@ -232,6 +232,18 @@ def test_a_marker_left_by_a_dead_process_is_cleared(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("threads", [None, "2"])
+def test_reproduction_steps_run_offline_on_the_threads_the_user_asks_for(threads, monkeypatch):
+    from training import reproduce
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if threads:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    env = reproduce.child_env()
+    assert env["OMP_NUM_THREADS"] == (threads or "1") and env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
+    assert reproduce.machine()["threads_per_step"] == int(threads or 1)
+
+
 def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
     from training import reproduce
     from training.recipe import parse_overrides

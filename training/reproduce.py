@@ -61,9 +61,15 @@ STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "
 QUESTION_REPEATS, QUESTION_SEED = 40, 1
 QUESTIONS_PER_RECORD, ROUTER_QUESTIONS = (1, 5), 27
 RUNNING = ".reproduce-running"
-# Tiny models on a shared 2-core CPU run faster on one thread (no oversubscription).
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-             "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Threads per step unless OMP_NUM_THREADS says otherwise: one, because tiny models on a CPU shared
+# with other jobs run far slower when their threads wait on each other. Alone on the 2-core machine
+# two are faster (docs/results.md, seventh session): OMP_NUM_THREADS=2 python -m training.reproduce.
+DEFAULT_THREADS = "1"
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, **CHILD_ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)}
 
 
 class Reproduction:
@@ -93,7 +99,7 @@ class Reproduction:
         (folder / RUNNING).write_text(str(os.getpid()))
         started = time.time()
         try:
-            finished = subprocess.run(command, cwd=REPO, env={**os.environ, **CHILD_ENV})
+            finished = subprocess.run(command, cwd=REPO, env=child_env())
         finally:
             (folder / RUNNING).unlink(missing_ok=True)
         seconds = round(time.time() - started, 1)
@@ -178,7 +184,8 @@ def wait_for_other_process(marker: Path, poll_s: float = 10.0) -> None:
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
+            "cpus": os.cpu_count(), "threads_per_step": int(child_env()["OMP_NUM_THREADS"]),
+            "python": platform.python_version()}  # fmt: skip
 
 
 def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: str,
