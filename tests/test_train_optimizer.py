@@ -25,9 +25,9 @@ def recipe(tmp_path, stage, **extra):
     return load_recipe(path, stage)
 
 
-def optimizer_for(model, tmp_path, stage):
-    settings = recipe(tmp_path, stage)
-    set_trainable(model, settings.trainable)
+def optimizer_for(model, tmp_path, stage, **extra):
+    settings = recipe(tmp_path, stage, **extra)
+    set_trainable(model, settings)
     return build_optimizer(model, settings)
 
 
@@ -62,6 +62,20 @@ def test_later_stages_optimize_everything_with_tower_lrs(model, tmp_path, stage)
     for module, lr in ((model.vision_tower, 2e-6), (model.text_tower, 2e-6), (model.llm, 2e-5),
                        (model.connector, 2e-5), (model.router, 2e-5), (model.projector, 2e-5)):
         assert {lrs[id(p)] for p in module.parameters()} == {lr}
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("tower", ["vision_tower", "text_tower"])
+def test_a_tower_lr_of_zero_freezes_that_tower_and_leaves_the_other_as_it_was(model, tmp_path, tower):
+    other = "text_tower" if tower == "vision_tower" else "vision_tower"
+    optimizer = optimizer_for(model, tmp_path, "sft", learning_rate=1e-3, **{f"{tower}_lr": 0.0})
+    lrs = lr_of_each_parameter(optimizer)
+    frozen = ids(getattr(model, tower).parameters())
+    assert set(lrs) == ids(model.parameters()) - frozen  # not optimized at LR 0: frozen
+    assert not any(p.requires_grad for p in getattr(model, tower).parameters())
+    assert {lrs[id(p)] for p in getattr(model, other).parameters()} == {2e-6}  # the stage's default
+    assert {lrs[id(p)] for p in model.llm.parameters()} == {1e-3}
+    set_trainable(model, recipe(tmp_path, "sft"))  # the module-scoped model trains everything again
     assert all(p.requires_grad for p in model.parameters())
 
 

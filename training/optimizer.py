@@ -3,7 +3,7 @@
 - Stage 1 (`trainable: connectors`): the ST-Connector, SR-Router, projector and the text
   tower's position table train; the vision tower, the rest of the text tower and the LLM
   are frozen.
-- Stages 1.5 and 2 (`trainable: all`): everything trains.
+- Stages 1.5 and 2 (`trainable: all`): everything trains, except a tower whose LR is 0 (frozen).
 - Groups as in the released `create_optimizer`: parameters of the vision tower take
   `vision_tower_lr`, of the text tower `text_tower_lr`, everything else `learning_rate`;
   an unset tower LR means `learning_rate`. Weight decay is the recipe's (0) for all.
@@ -27,9 +27,12 @@ def is_connector_parameter(name: str) -> bool:
     return top in CONNECTOR_MODULES or (top == "text_tower" and "position_embedding" in name)
 
 
-def set_trainable(model: torch.nn.Module, trainable: str) -> None:
+def set_trainable(model: torch.nn.Module, recipe) -> None:
+    """requires_grad from the recipe's `trainable`, and off for a tower whose LR is 0."""
+    frozen = {group for group, lr in group_lrs(recipe).items() if lr == 0}
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(trainable == "all" or is_connector_parameter(name))
+        trains = recipe.trainable == "all" or is_connector_parameter(name)
+        parameter.requires_grad_(trains and group_of(name) not in frozen)
 
 
 def group_of(name: str) -> str:
@@ -37,11 +40,16 @@ def group_of(name: str) -> str:
     return top if top in TOWER_GROUPS else "main"
 
 
+def group_lrs(recipe) -> dict[str, float]:
+    """The learning rate of each group: an unset (None) tower LR is the main one; 0 stays 0."""
+    towers = {"vision_tower": recipe.vision_tower_lr, "text_tower": recipe.text_tower_lr}
+    return {"main": recipe.learning_rate,
+            **{group: recipe.learning_rate if lr is None else lr for group, lr in towers.items()}}
+
+
 def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
     """One group per learning rate: "main", "vision_tower", "text_tower" (empty ones left out)."""
-    lrs = {"main": recipe.learning_rate,
-           "vision_tower": recipe.vision_tower_lr or recipe.learning_rate,
-           "text_tower": recipe.text_tower_lr or recipe.learning_rate}
+    lrs = group_lrs(recipe)
     params: dict[str, list] = {name: [] for name in lrs}
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:

@@ -121,7 +121,7 @@ def train(stage: str, recipe: Recipe, recipe_name: str, resume: bool, rank: int,
 def prepare_model(recipe: Recipe, recipe_name: str, dtype: torch.dtype):
     """The stage's starting model with its trainable parameters set, and the processor."""
     model, processor = build.model_and_processor(recipe, recipe_name, dtype)
-    set_trainable(model, recipe.trainable)
+    set_trainable(model, recipe)
     if recipe.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
