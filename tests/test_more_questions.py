@@ -1,7 +1,6 @@
 """salova.data.more_questions: extra open-answer stage-2 records on a corpus's training videos."""
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -113,26 +112,3 @@ def test_router_questions_are_extra_keyed_questions_that_leave_the_conversations
     assert all(len(r.router_questions) == 6 and r.router_lb_sim.shape == (6, len(r.scenes)) for r in loaded)
     with pytest.raises(ConfigError, match="router-only questions"):
         more_questions.more_questions(ci_corpus, repeats=1, seed=0, router_only=-1)
-
-
-def test_fresh_answers_drop_exactly_the_questions_whose_answer_the_conversation_already_names(ci_corpus, tmp_path):
-    plain = more_questions.more_questions(ci_corpus, repeats=6, seed=3, questions=(2, 5))
-    fresh = more_questions.more_questions(ci_corpus, repeats=6, seed=3, questions=(2, 5), fresh_answers=True)
-    dropped = 0
-    for before, after in zip(plain, fresh, strict=True):
-        turns = list(zip(before["conversations"][0::2], before["conversations"][1::2], before["lb_sim"]))
-        kept, words = [], set()
-        for human, gpt, row in turns:  # the same draws: a question is kept unless an earlier kept turn names its answer
-            answer = gpt["value"].rstrip(".").lower()
-            if answer not in words:
-                kept.append((human, gpt, row))
-                words |= set(re.findall(r"[a-z]+", human["value"].lower())) | {answer}
-        dropped += len(turns) - len(kept)
-        assert after["conversations"] == [turn for human, gpt, _ in kept for turn in (human, gpt)]
-        assert after["lb_sim"] == [row for *_, row in kept]
-        assert after["conversations"][0]["value"].startswith("<image>\n")
-    assert dropped > 0  # the corpus has colour repeats across scenes, so some questions go
-    out = tmp_path / "fresh.json"
-    more_questions.main([str(ci_corpus), "--repeats", "6", "--seed", "3", "--questions", "2", "5",
-                         "--fresh-answers", "--out", str(out)])
-    assert json.loads(out.read_text()) == fresh

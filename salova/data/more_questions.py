@@ -1,7 +1,7 @@
 """More stage-2 questions on a synthetic corpus's training videos, all with open answers.
 
     python -m salova.data.more_questions DATA --repeats 10 --out DATA/train/sft_open.json [--seed 1]
-        [--phrasing composed|fixed] [--questions MIN MAX] [--router-questions N] [--fresh-answers]
+        [--phrasing composed|fixed] [--questions MIN MAX] [--router-questions N]
 
 Writes `--repeats` SFT records per training video of DATA (a `salova.data.synth` corpus): each
 asks 5 questions (or MIN..MAX, drawn per record) about as many different scenes, answered in words ("Gray.")
@@ -12,9 +12,6 @@ asks the other colour, as the corpus's own SFT questions do. The records have th
 With `--router-questions N` each record also carries N `router_questions` in the same wordings,
 queries that only the router is trained on (salova.data.records.parse_sft): they are nearly free
 next to the LLM's work on the conversation, and give the router many more examples per step.
-With `--fresh-answers` a question whose answer already appears in its conversation (in an earlier
-question or answer) is dropped, so copying a colour from the context is never rewarded: the
-benchmarks ask one question, whose own key colour is never its answer.
 
 Why: stage 2 of the `small` corpus has 5 questions per video (1,200 in all), too few for a
 randomly initialised router and LLM to learn to route questions; see docs/results.md.
@@ -24,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -75,27 +71,18 @@ def keyed_question(rng: np.random.Generator, looks: list[dict], keys: dict[int, 
     return question, synth.question_similarities(rng, looks, question.key, scene).tolist()
 
 
-def named_before(answer: str, conversations: list[dict]) -> bool:
-    """Whether the word `answer` occurs in the conversation so far."""
-    return any(re.search(rf"\b{re.escape(answer.lower())}\b", turn["value"].lower()) for turn in conversations)
-
-
 def open_record(rng: np.random.Generator, record: dict, looks: list[dict], keys: dict[int, list[str]],
-                record_id: str, templates, questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2,
-                fresh_answers: bool = False) -> dict:
+                record_id: str, templates, questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2) -> dict:
     """One SFT record of open questions about up to n different scenes, n drawn from the
-    inclusive range `questions` (no draw when it holds one number, so the default stays as it was).
-    With `fresh_answers`, a question whose answer the conversation already names is left out."""
+    inclusive range `questions` (no draw when it holds one number, so the default stays as it was)."""
     low, high = questions
     wanted = low if low == high else int(rng.integers(low, high + 1))
     scenes = rng.choice(sorted(keys), size=min(wanted, len(keys)), replace=False)
     positions = synth.AnswerPositions(rng)  # options are made and dropped: the answers are words
     conversations, rows = [], []
-    for scene in (int(s) for s in scenes):
+    for turn, scene in enumerate(int(s) for s in scenes):
         question, row = keyed_question(rng, looks, keys, scene, templates, positions)
-        if fresh_answers and named_before(question.answer, conversations):
-            continue
-        human = ("<image>\n" if not conversations else "") + question.text
+        human = ("<image>\n" if turn == 0 else "") + question.text
         conversations += synth.turn_pair(human, synth.open_answer(question.answer))
         rows.append(row)
     return {"id": record_id, "video": record["video"], "scenes": record["scenes"], "lb_sim": rows,
@@ -115,8 +102,7 @@ def router_questions(rng: np.random.Generator, looks: list[dict], keys: dict[int
 
 
 def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "composed",
-                   questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2, router_only: int = 0,
-                   fresh_answers: bool = False) -> list[dict]:
+                   questions: tuple[int, int] = (QUESTIONS_PER_RECORD,) * 2, router_only: int = 0) -> list[dict]:
     if not 1 <= questions[0] <= questions[1]:
         raise ConfigError(f"questions per record: {questions[0]}-{questions[1]} is not a range of at least 1")
     if router_only < 0:
@@ -138,8 +124,7 @@ def more_questions(data: Path, repeats: int, seed: int, phrasing: str = "compose
         if not keys:
             continue
         for r in range(repeats):
-            records.append(open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates, questions,
-                                       fresh_answers))
+            records.append(open_record(rng, record, looks, keys, f"{record['id']}_open{r}", templates, questions))
             if router_only:
                 records[-1]["router_questions"] = router_questions(router_rng, looks, keys, templates, router_only)
     return records
@@ -156,12 +141,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="questions (= Focus scenes in training) per record, drawn per record from MIN..MAX")
     parser.add_argument("--router-questions", type=int, default=0, metavar="N",
                         help="router-only questions per record (the LLM never reads them); default none")
-    parser.add_argument("--fresh-answers", action="store_true",
-                        help="leave out questions whose answer the conversation already names")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     records = more_questions(args.data, args.repeats, args.seed, args.phrasing, tuple(args.questions),
-                             args.router_questions, args.fresh_answers)
+                             args.router_questions)
     args.out.write_text(json.dumps(records))
     print(f"{len(records)} records, {sum(len(r['lb_sim']) for r in records)} questions -> {args.out}")
 
