@@ -9,7 +9,7 @@ or two away from the true cut.
 - recall@K: one of the K Focus scenes is.
 
 Answers by likelihood also record the options the question itself names (evals.options.named_options),
-so a report can count the wrong answers that copy a word of the question.
+so a report can count the wrong answers that choose one of them.
 """
 
 from __future__ import annotations

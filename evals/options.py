@@ -46,8 +46,9 @@ def _field(doc: dict, name: str, task: str) -> list:
 
 def named_options(question: str, options: list[str | None]) -> list[str]:
     """Letters of the options whose text the question itself contains as whole words ("the scene
-    with a purple object" names the option "purple"). A model that copies words from its prompt
-    picks these; evals.diagnostics.named_option_split measures how often."""
+    with a purple object" names the option "purple"): a wrong answer that a model which copies its
+    prompt, or reads the named scene's other attribute, gives. evals.diagnostics.named_option_split
+    counts how often it does."""
     return [chr(65 + i) for i, option in enumerate(options)
             if option and re.search(rf"\b{re.escape(option.lower())}\b", question.lower())]  # fmt: skip
 
