@@ -18,6 +18,7 @@ variants.csv).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -72,10 +73,12 @@ def _cell(value, digits=1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def read_samples(results_path: str) -> list[dict]:
-    """The per-question rows evals.run wrote beside results.json (samples.jsonl)."""
+@functools.cache
+def read_samples(results_path: str) -> tuple[dict, ...]:
+    """The per-question rows evals.run wrote beside results.json (samples.jsonl), read once per
+    report: every table reads them, and none changes them."""
     path = Path(results_path).parent / "samples.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return tuple(json.loads(line) for line in path.read_text().splitlines() if line.strip()) if path.exists() else ()
 
 
 def subset_scores(rows: list[dict], limit: int | None, min_scenes: int = 0) -> dict:
