@@ -68,8 +68,12 @@ CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PAR
 DEFAULT_THREADS = "1"
 
 
+def step_threads() -> str:
+    return os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)
+
+
 def child_env() -> dict[str, str]:
-    return {**os.environ, **CHILD_ENV, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", DEFAULT_THREADS)}
+    return {**os.environ, **CHILD_ENV, "OMP_NUM_THREADS": step_threads()}
 
 
 class Reproduction:
@@ -184,7 +188,7 @@ def wait_for_other_process(marker: Path, poll_s: float = 10.0) -> None:
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "threads_per_step": int(child_env()["OMP_NUM_THREADS"]),
+            "cpus": os.cpu_count(), "threads_per_step": int(step_threads()),
             "python": platform.python_version()}  # fmt: skip
 
 
