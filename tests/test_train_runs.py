@@ -141,6 +141,22 @@ def test_two_processes_follow_the_one_process_loss_curve(records, reference, tmp
     assert one[0]["loss"] != pytest.approx(one[-1]["loss"], abs=1e-3)  # the curve moves: the comparison means something
 
 
+def test_the_media_caches_change_nothing_but_the_work_done(records, tmp_path):
+    """With the vision tower frozen, caching decoded videos and the tower's outputs must train
+    bit-identically to decoding and encoding every time, and must be used (the data cycles)."""
+    frozen = ("vision_tower_lr=0", "gradient_accumulation_steps=2", "save_steps=100")
+    run(longvideo_command(records, tmp_path / "plain", *frozen))
+    cached = run(longvideo_command(records, tmp_path / "cached", *frozen, "decoded_cache_mb=64", "tower_cache_mb=64"))
+    plain_weights = load_file(tmp_path / "plain/final/model.safetensors")
+    cached_weights = load_file(tmp_path / "cached/final/model.safetensors")
+    assert all(torch.equal(cached_weights[k], plain_weights[k]) for k in plain_weights)
+    assert [row["loss"] for row in log(tmp_path / "cached")] == [row["loss"] for row in log(tmp_path / "plain")]
+    for cache in ("decoded-video cache", "vision-tower memo"):
+        line = next(line for line in cached.stderr.splitlines() if line.startswith(cache))
+        hits, misses = (int(line.split(f" {word}")[0].split()[-1]) for word in ("hits", "misses"))
+        assert hits > 0 and misses > 0, line
+
+
 def test_each_save_is_benchmarked_in_a_separate_process(reference):
     rows = read_rows(reference / "benchmarks.jsonl")
     assert [(row["step"], row["status"], row["scores"]) for row in rows] == [

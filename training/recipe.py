@@ -75,6 +75,10 @@ class Recipe:
     deepspeed_config: str = "training/ds_configs/zero2.json"
     seed: int = 42
     num_workers: int = 0
+    # ---- memory for speed: decoded videos, and a frozen vision tower's outputs, kept for the
+    # media's next epoch (per process and data worker; 0 = off; salova/lru.py)
+    decoded_cache_mb: float = 0
+    tower_cache_mb: float = 0
     # ---- output
     save_steps: int = 1000
     log_steps: int = 1
@@ -97,6 +101,9 @@ class Recipe:
                      "max_queries", "focus_k", "model_max_length", "eval_limit", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{source}: {name} = {getattr(self, name)} must be at least 1")
+        for name in ("decoded_cache_mb", "tower_cache_mb"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: {name} = {getattr(self, name)} must be at least 0")
         if not 0.0 <= self.token_drop_rate < 1.0:
             raise ConfigError(f"{source}: token_drop_rate = {self.token_drop_rate} must be in [0, 1)")
         if len(self.adam_betas) != 2:

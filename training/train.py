@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from salova.data.collate import Collator, DataSettings, build_dataset
 from salova.errors import ConfigError, SalovaError
+from salova.modeling.tower_memo import TowerMemo
 from training import build, checkpoint, distributed, ds_config
 from training.callbacks import HF_FOLDER, BenchmarkOnSave
 from training.log import TrainLog
@@ -74,7 +75,7 @@ def train(stage: str, recipe: Recipe, recipe_name: str, resume: bool, rank: int,
 
     model, processor = prepare_model(recipe, recipe_name, dtype)
     dataset = build_dataset(stage, recipe.data_path, recipe.image_folder, recipe.video_folder, processor,
-                            DataSettings.for_config(model.config, recipe.model_max_length))
+                            DataSettings.for_config(model.config, recipe.model_max_length, recipe.decoded_cache_mb))
     shape = plan_stream(len(dataset), recipe, world)
     total_steps = recipe.max_steps or recipe.epochs * shape.steps_per_epoch
     config = ds_config.fill(recipe.deepspeed_config, recipe, world, bf16, model.config.llm_dim)
@@ -113,6 +114,8 @@ def train(stage: str, recipe: Recipe, recipe_name: str, resume: bool, rank: int,
     final = checkpoint.export_pretrained(engine, model, processor, output_dir / checkpoint.FINAL, zero_stage)
     if benchmark is not None:
         benchmark.close()
+    if main:
+        report_caches(dataset, model)
     if skipped and main:
         print(f"{len(skipped)} unreadable record(s) skipped: {', '.join(sorted(skipped))}", file=sys.stderr)
     return final
@@ -122,9 +125,19 @@ def prepare_model(recipe: Recipe, recipe_name: str, dtype: torch.dtype):
     """The stage's starting model with its trainable parameters set, and the processor."""
     model, processor = build.model_and_processor(recipe, recipe_name, dtype)
     set_trainable(model, recipe)
+    if recipe.tower_cache_mb and not any(p.requires_grad for p in model.vision_tower.parameters()):
+        model.tower_memo = TowerMemo(recipe.tower_cache_mb)
     if recipe.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, processor
+
+
+def report_caches(dataset, model) -> None:
+    """One line per memory cache the run used (recipe keys decoded_cache_mb, tower_cache_mb)."""
+    if dataset.decoded.budget:
+        print(f"decoded-video cache: {dataset.decoded.summary()}", file=sys.stderr)
+    if model.tower_memo is not None:
+        print(model.tower_memo.summary(), file=sys.stderr)
 
 
 def plan_stream(dataset_size: int, recipe: Recipe, world: int) -> StreamShape:

@@ -44,6 +44,7 @@ from salova.data.scenes import Scene
 from salova.data.transforms import normalize_frames, resize_frame
 from salova.data.video import SamplerSettings, decode_video
 from salova.errors import ConfigError, RecordError, VideoError
+from salova.lru import ByteLRU
 
 IGNORE_INDEX = -100
 WHOLE_CLIP = [Scene(0, 2**62, 0.0, 0.0)]  # one scene covering the whole video (clipped to its length)
@@ -55,24 +56,32 @@ class DataSettings:
     thresholds: LabelThresholds
     max_queries: int = 16
     model_max_length: int = 8192
+    decoded_cache_mb: float = 0  # decoded videos kept in memory for their next epoch (salova.lru)
 
     @classmethod
-    def for_config(cls, config, model_max_length: int = 8192) -> DataSettings:
+    def for_config(cls, config, model_max_length: int = 8192, decoded_cache_mb: float = 0) -> DataSettings:
         thresholds = LabelThresholds(t2t=config.t2t_threshold, v2t_longvideo=config.v2t_threshold_longvideo,
                                      v2t_sft=config.v2t_threshold_sft, focus_k=config.focus_k)
-        return cls(SamplerSettings.for_config(config), thresholds, config.max_queries, model_max_length)
+        return cls(SamplerSettings.for_config(config), thresholds, config.max_queries, model_max_length,
+                   decoded_cache_mb)
 
 
 # ---------------------------------------------------------------- media -> pixels
 
 
-def video_pixels(path: Path, settings: SamplerSettings, scenes) -> tuple[torch.Tensor, list[int]]:
-    """Decode `path` with the given scenes -> pixels (sum F_i, 3, S, S), frames_per_scene [F_1..F_T]."""
+def decoded_frames(path: Path, settings: SamplerSettings, scenes) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Decode `path` with the given scenes -> frames (sum F_i, S, S, 3) uint8, frames_per_scene (F_1..F_T)."""
     decoded = decode_video(path, settings, scenes=scenes, progress=False)
     empty = [i for i, n in enumerate(decoded.frames_per_scene) if n == 0]
     if empty:
         raise VideoError(f"{path}: scenes {empty} have no frame (the video has {decoded.frames_decoded} frames)")
-    return normalize_frames(decoded.frames, settings.tower_family), list(decoded.frames_per_scene)
+    return decoded.frames, tuple(decoded.frames_per_scene)
+
+
+def video_pixels(path: Path, settings: SamplerSettings, scenes) -> tuple[torch.Tensor, list[int]]:
+    """Decode `path` with the given scenes -> pixels (sum F_i, 3, S, S), frames_per_scene [F_1..F_T]."""
+    frames, counts = decoded_frames(path, settings, scenes)
+    return normalize_frames(frames, settings.tower_family), list(counts)
 
 
 def image_pixels(path: Path, settings: SamplerSettings) -> tuple[torch.Tensor, list[int]]:
@@ -100,6 +109,7 @@ class StageDataset:
         self.records, self.processor, self.settings = records, processor, settings
         self.plain = copy.copy(processor)  # stages 1 and 1.5 train on the plain template
         self.plain.template = get_template("plain")
+        self.decoded = ByteLRU(settings.decoded_cache_mb)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -118,6 +128,12 @@ class StageDataset:
                               f"model_max_length = {limit}")
         return ids, labels
 
+    def _video_pixels(self, path: Path, scenes) -> tuple[torch.Tensor, list[int]]:
+        """`video_pixels`, keeping the decoded frames for the video's next epoch (within the budget)."""
+        sampler = self.settings.sampler
+        frames, counts = self.decoded.get((str(path), repr(scenes)), lambda: decoded_frames(path, sampler, scenes))
+        return normalize_frames(frames, sampler.tower_family), list(counts)
+
     def _sample(self, ids, labels, pixels, frames_per_scene, queries, router_labels, focus) -> dict:
         query_ids, query_mask = self.processor.queries(list(queries))
         return dict(input_ids=ids, labels=labels, pixels=pixels, frames_per_scene=frames_per_scene,
@@ -133,7 +149,7 @@ class PretrainDataset(StageDataset):
         if record.media_kind == "image":
             pixels, frames = image_pixels(record.media, self.settings.sampler)
         else:
-            pixels, frames = video_pixels(record.media, self.settings.sampler, WHOLE_CLIP)
+            pixels, frames = self._video_pixels(record.media, WHOLE_CLIP)
         ids, labels = self._text(self.plain, record.conversations, record.source)
         return self._sample(ids, labels, pixels, frames, [record.caption], None, [0])
 
@@ -148,7 +164,7 @@ class LongVideoDataset(StageDataset):
         labels = record.router_labels(self.settings.thresholds).labels[drawn]  # (N_s, T) bool
         target = int(drawn[0])  # the caption the LLM must write
         focus = focus_scenes(labels[0], record.lb_sim[target], self.settings.thresholds.focus_k)
-        pixels, frames = video_pixels(record.video, self.settings.sampler, record_scenes(record))
+        pixels, frames = self._video_pixels(record.video, record_scenes(record))
         turns = record.conversations[2 * target: 2 * target + 2]
         ids, lm_labels = self._text(self.plain, turns, record.source)
         captions = [record.captions[i] for i in drawn]
@@ -165,7 +181,7 @@ class SFTDataset(StageDataset):
         labels = record.router_labels(self.settings.thresholds).labels[drawn]  # (N_q, T) bool
         best_v2t = record.lb_sim[drawn].max(axis=0)  # (T,) each scene's best V2T over the drawn questions
         focus = focus_scenes(labels.any(axis=0), best_v2t, self.settings.thresholds.focus_k)
-        pixels, frames = video_pixels(record.video, self.settings.sampler, record_scenes(record))
+        pixels, frames = self._video_pixels(record.video, record_scenes(record))
         ids, lm_labels = self._text(self.processor, record.conversations, record.source)
         questions = [record.questions[i] for i in drawn]
         room = self.settings.max_queries - len(drawn)

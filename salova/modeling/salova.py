@@ -37,6 +37,7 @@ from salova.modeling.router import (
     router_top1_accuracy,
     similarity_loss,
 )
+from salova.modeling.tower_memo import TowerMemo
 from salova.modeling.towers import TextTower, VisionTower, load_pretrained_towers
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -103,6 +104,7 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         )
         self.projector = Projector(dim, config.llm_dim)
         self.llm = llm if llm is not None else AutoModelForCausalLM.from_config(llm_config(config))
+        self.tower_memo: TowerMemo | None = None  # set by training when the vision tower is frozen
         self.post_init()
 
     def _init_weights(self, module):
@@ -124,7 +126,10 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         counts = [int(n) for n in frames_per_scene]
         if sum(counts) != len(pixels) or min(counts, default=0) < 1:
             raise RecordError(f"frames_per_scene {counts} does not split the {len(pixels)} frames into scenes")
-        patches, frame_cls = self.vision_tower(pixels)  # (sum F_i, P, D), (sum F_i, D)
+        if self.tower_memo is None:
+            patches, frame_cls = self.vision_tower(pixels)  # (sum F_i, P, D), (sum F_i, D)
+        else:
+            patches, frame_cls = self.tower_memo(self.vision_tower, pixels)
         scene_cls = torch.stack([cls.mean(dim=0) for cls in frame_cls.split(counts)])  # (T, D)
         drop = self.config.token_drop_rate if self.training else 0.0
         out = self.connector(patches, counts, scene_cls, token_drop_rate=drop)  # (T, 1+L, D)
