@@ -4,7 +4,8 @@ The packed connector on CUDA attends with a compiled flex_attention and a block 
 must equal the padded released form at real SALOVA width on fresh random inputs of many scene
 layouts, in fp32 and (against an fp64 CPU reference) in bf16. Training on CUDA: the packed
 connector's gradients equal the padded form's. The tiny model generates the same tokens on
-CUDA as on the CPU, twice, and for a batch of three as one by one.
+CUDA as on the CPU, twice, and for a batch of three as one by one. The frozen vision tower's
+memo keys CUDA frames by their bytes too.
 """
 
 import pytest
@@ -16,6 +17,7 @@ from salova.config import SalovaConfig
 from salova.modeling.baseline import padded_forward
 from salova.modeling.connector import STConnector
 from salova.modeling.salova import SalovaForCausalLM, SceneFeatures
+from salova.modeling.tower_memo import TowerMemo
 from salova.processing import SalovaProcessor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -127,3 +129,17 @@ def test_option_likelihoods_on_cuda_equal_the_cpu_and_pick_the_same_option():
     assert cuda.device.type == "cuda" and torch.equal(cuda, again)  # deterministic on the GPU
     torch.testing.assert_close(cuda.cpu(), cpu, atol=1e-4, rtol=1e-4)
     assert int(cuda.argmax()) == int(cpu.argmax())
+
+
+def test_the_tower_memo_on_cuda_returns_the_towers_outputs_and_hits_on_equal_frames():
+    torch.manual_seed(0)
+    tower = SalovaForCausalLM(SalovaConfig.from_preset("tiny")).vision_tower.cuda().requires_grad_(False)
+    size = tower.model.config.image_size
+    pixels = torch.randn(6, 3, size, size, device="cuda")
+    memo = TowerMemo(budget_mb=16)
+    for frames in (pixels, pixels.clone(), pixels.cpu().cuda()):
+        patches, cls = memo(tower, frames)
+        expected_patches, expected_cls = tower(pixels)
+        assert patches.device.type == "cuda"
+        assert torch.equal(patches, expected_patches) and torch.equal(cls, expected_cls)
+    assert (memo.cache.misses, memo.cache.hits) == (1, 2)
