@@ -137,7 +137,7 @@ def report_caches(dataset, model) -> None:
     if dataset.decoded.budget:
         print(f"decoded-video cache: {dataset.decoded.summary()}", file=sys.stderr)
     if model.tower_memo is not None:
-        print(model.tower_memo.summary(), file=sys.stderr)
+        print(f"vision-tower memo: {model.tower_memo.cache.summary()}", file=sys.stderr)
 
 
 def plan_stream(dataset_size: int, recipe: Recipe, world: int) -> StreamShape:

@@ -35,6 +35,3 @@ class TowerMemo:
             raise RuntimeError("TowerMemo: the vision tower trains; its outputs cannot be memoised")
         with torch.no_grad():
             return tower(pixels)
-
-    def summary(self) -> str:
-        return f"vision-tower memo: {self.cache.summary()}"
