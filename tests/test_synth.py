@@ -344,11 +344,28 @@ def test_command_line_writes_a_corpus_and_rejects_bad_parameters(tmp_path, capsy
 @pytest.mark.parametrize(
     "overrides, field",
     [({"video_seconds": (20.0, 4000.0)}, "--video-seconds"), ({"scenes": (4, 2)}, "--scenes"),
-     ({"scenes": (8, 9), "video_seconds": (10.0, 12.0)}, "--scenes"), ({"size": (63, 48)}, "--size"), ({"fps": 0}, "--fps")],
+     ({"scenes": (8, 9), "video_seconds": (10.0, 12.0)}, "--scenes"), ({"size": (63, 48)}, "--size"), ({"fps": 0}, "--fps"),
+     ({"train_videos": -1}, "--train-videos")],
 )  # fmt: skip
 def test_configure_rejects_bad_parameters(overrides, field):
     with pytest.raises(ConfigError, match=field):
         synth.configure("ci", **overrides)
+
+
+def test_more_training_videos_extend_the_corpus_and_change_nothing_else(tmp_path):
+    """`--train-videos` draws the extra videos after the others from the same stream: the first
+    videos, their records, the stage-1 clips and every benchmark stay byte for byte the same."""
+    synth.main(["--preset", "ci", "--out", str(tmp_path / "few"), "--quiet"])
+    synth.main(["--preset", "ci", "--out", str(tmp_path / "more"), "--quiet", "--train-videos", "5"])
+    few, more = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("few", "more"))
+    assert more["parameters"]["train_videos"] == 5 and few["parameters"]["train_videos"] == 3
+    extra = {path for path in more["files"] if path not in few["files"]}
+    assert extra == {"train/videos/video_00003.mp4", "train/videos/video_00004.mp4"}
+    changed = {path for path in few["files"] if few["files"][path] != more["files"][path]}
+    assert changed <= {"train/scenewalk.json", "train/sft.json", "ground_truth.json"}
+    for name in ("scenewalk.json", "sft.json"):
+        first, extended = (json.loads((tmp_path / run / "train" / name).read_text()) for run in ("few", "more"))
+        assert len(extended) == 5 and extended[:3] == first
 
 
 # ----------------------------------------------------------------------------- held-out videos of their own length

@@ -148,8 +148,8 @@ PRESETS = {
     "train": Preset("train", stage1_clips=300, stage1_images=100, train_videos=80, sft_questions=4,
                     benchmark_videos=20, video_seconds=(20.0, 180.0), scenes=(3, 12)),
     # The corpus of the `small` model's CPU reproduction (training/reproduce.py), perceivable
-    # attributes only: training videos of 8-40 scenes with 5 questions each (= Focus K, so every
-    # answer scene is in the Focus stage 2 trains with); held-out benchmark videos of 30-120 scenes
+    # attributes only: 240 training videos (480 were no better, ninth session) of 8-40 scenes with 5
+    # questions each (= Focus K, so every answer scene is in the Focus stage 2 trains with); held-out benchmark videos of 30-120 scenes
     # (1-4 min), so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
     "small": Preset("small", stage1_clips=2000, stage1_images=200, train_videos=240, sft_questions=5,
                     benchmark_videos=12, benchmark_questions=4, video_seconds=(20.0, 100.0), scenes=(8, 40),
@@ -160,13 +160,14 @@ MIN_SCENE_SECONDS = 2.0
 VIDEO_SECONDS_RANGE = (10.0, 3600.0)
 
 
-def configure(name: str, size=None, fps=None, video_seconds=None, scenes=None) -> Preset:
+def configure(name: str, size=None, fps=None, video_seconds=None, scenes=None, train_videos=None) -> Preset:
     """A named preset with the command-line overrides applied and checked."""
     if name not in PRESETS:
         raise ConfigError(f"--preset: {name!r} is not one of {sorted(PRESETS)}")
     preset = PRESETS[name]
     overrides = {key: value for key, value in
-                 {"size": size, "fps": fps, "video_seconds": video_seconds, "scenes": scenes}.items() if value is not None}  # fmt: skip
+                 {"size": size, "fps": fps, "video_seconds": video_seconds, "scenes": scenes,
+                  "train_videos": train_videos}.items() if value is not None}  # fmt: skip
     preset = replace(preset, **overrides)
     low, high = preset.video_seconds
     if not VIDEO_SECONDS_RANGE[0] <= low <= high <= VIDEO_SECONDS_RANGE[1]:
@@ -175,6 +176,8 @@ def configure(name: str, size=None, fps=None, video_seconds=None, scenes=None) -
         raise ConfigError(f"--scenes: {preset.scenes[0]}..{preset.scenes[1]} must be at least 1 and ordered")
     if preset.scenes[0] * MIN_SCENE_SECONDS > high:
         raise ConfigError(f"--scenes: {preset.scenes[0]} scenes of >= {MIN_SCENE_SECONDS:g} s do not fit in {high:g} s")
+    if preset.train_videos < 0:
+        raise ConfigError(f"--train-videos: {preset.train_videos} must be at least 0")
     if not 1 <= preset.fps <= 60:
         raise ConfigError(f"--fps: {preset.fps} must be within 1..60")
     width, height = preset.size
@@ -864,11 +867,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, help="frame rate of the training and benchmark videos")
     parser.add_argument("--video-seconds", type=float, nargs=2, metavar=("MIN", "MAX"), help="video length range, 10..3600 s")
     parser.add_argument("--scenes", type=int, nargs=2, metavar=("MIN", "MAX"), help="scene count range per video")
+    parser.add_argument("--train-videos", type=int, help="number of training videos (stages 1.5 and 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         preset = configure(args.preset, args.size, args.fps, args.video_seconds and tuple(args.video_seconds),
-                           args.scenes and tuple(args.scenes))  # fmt: skip
+                           args.scenes and tuple(args.scenes), args.train_videos)  # fmt: skip
     except ConfigError as error:
         parser.error(str(error))
     manifest = generate(preset, args.out, args.seed, show_progress=not args.quiet)
