@@ -148,10 +148,10 @@ PRESETS = {
     "train": Preset("train", stage1_clips=300, stage1_images=100, train_videos=80, sft_questions=4,
                     benchmark_videos=20, video_seconds=(20.0, 180.0), scenes=(3, 12)),
     # The corpus of the `small` model's CPU reproduction (training/reproduce.py), perceivable
-    # attributes only: 240 training videos (480 were no better, ninth session) of 8-40 scenes with 5
-    # questions each (= Focus K, so every answer scene is in the Focus stage 2 trains with);
-    # held-out benchmark videos of 30-120 scenes (1-4 min), so a question's scene is one of many
-    # look-alikes; NIAH haystacks up to 1 h.
+    # attributes only: 240 training videos (480 together with a 2400-step stage 2 did worse, ninth
+    # session, docs/results.md) of 8-40 scenes with 5 questions each (= Focus K, so every answer
+    # scene is in the Focus stage 2 trains with); held-out benchmark videos of 30-120 scenes
+    # (1-4 min), so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
     "small": Preset("small", stage1_clips=2000, stage1_images=200, train_videos=240, sft_questions=5,
                     benchmark_videos=12, benchmark_questions=4, video_seconds=(20.0, 100.0), scenes=(8, 40),
                     benchmark_video_seconds=(70.0, 250.0), benchmark_scenes=(30, 120),

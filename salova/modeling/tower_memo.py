@@ -2,8 +2,9 @@
 
 When the vision tower does not train (the paper's stage 1, which trains only the connectors, and
 the `small` recipe's stage 2 with vision_tower_lr 0), its outputs for a video are the same every
-time the video comes back, so training can keep them instead of running the tower again. Frames are recognised by their bytes (BLAKE2b of the pixel
-tensor, with its shape and dtype), so the memo cannot hand one video's features to another.
+time the video comes back, so training can keep them instead of running the tower again.
+Frames are recognised by their bytes (BLAKE2b of the pixel tensor, with its shape and dtype), so
+the memo cannot hand one video's features to another.
 `training.train` attaches one to the model (recipe key `tower_cache_mb`); inference never does.
 """
 
