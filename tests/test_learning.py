@@ -199,6 +199,44 @@ def test_report_tables_the_named_option_split_of_each_evaluation(tmp_path):
     assert named_option_table(*load(tmp_path)).splitlines()[-1] == "| full | 1 | 2 of 3 | 50.0 | 1 |"
 
 
+def test_report_splits_accuracy_by_the_attribute_asked_from_the_corpus_ground_truth(tmp_path):
+    from training.results_report import asked_split_table, load, main
+
+    # one 4-fps video of three 2-s scenes; the questions of each benchmark in its row order (= doc_id)
+    scenes = [{"start_frame": 8 * i, "end_frame": 8 * i + 8} for i in range(3)]
+    truth = {"videos": {"v.mp4": {"fps": 4, "scenes": scenes}},
+             "questions": [{"benchmark": "videomme", "video": "v.mp4", "answer_scene": 1, "asked": "shape_color"},
+                           {"benchmark": "niah", "video": "v.mp4", "answer_scene": 2, "asked": "background"},
+                           {"benchmark": "videomme", "video": "v.mp4", "answer_scene": 0, "asked": "background"},
+                           {"benchmark": "videomme", "video": "v.mp4", "answer_scene": 2, "asked": "shape_color"}]}  # fmt: skip
+
+    def row(task, doc_id, span, focus, correct):
+        return {"task": task, "doc_id": doc_id, "answer_span": span, "failure": None, "focus": [0], "top1": 0,
+                "focus_times": [focus], "correct": correct}
+
+    rows = [row("videomme_salova", 0, [2.0, 4.0], [2.0, 4.0], False), row("videomme_salova", 1, [0.0, 2.0], [0.0, 2.0], True),
+            row("videomme_salova", 2, [4.0, 6.0], [0.0, 2.0], True), row("niah_salova", 0, [4.0, 6.0], [4.0, 6.0], True)]  # fmt: skip
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+
+    def evaluations(folder, rows):
+        (folder / "full-k1").mkdir(parents=True)
+        (folder / "full-k1" / "results.json").write_text(json.dumps({"settings": {"k": 1}}))
+        (folder / "full-k1" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return load(folder)
+
+    table = asked_split_table(*evaluations(tmp_path / "this", rows), tmp_path / "truth.json").splitlines()[2:]
+    assert table == ["| full | 1 | the others | shape_color | 1 | 0.0 | 1 | 100.0 |",
+                     "| full | 1 | the others | background | 1 | 100.0 | 0 | – |",
+                     "| full | 1 | NIAH | background | 1 | 100.0 | 0 | – |"]  # fmt: skip
+    # samples of another corpus: their answer spans do not match, and the error says which row
+    rows[1]["answer_span"] = [6.0, 8.0]
+    with pytest.raises(SystemExit, match="truth.json: videomme_salova doc_id 1 .*another corpus"):
+        asked_split_table(*evaluations(tmp_path / "other", rows), tmp_path / "truth.json")
+    with pytest.raises(SystemExit) as missing:  # a --truth that is not there is a usage error, not a silent skip
+        main([str(tmp_path / "this"), "--truth", str(tmp_path / "no-such.json")])
+    assert missing.value.code == 2
+
+
 def test_report_scores_the_same_questions_for_every_variant():
     from training.results_report import constant_answer_scores, subset_scores
 

@@ -9,7 +9,9 @@ first --ablation-limit of each task; accuracy per task, router recall@1 / @K), t
 videos of >= 30 scenes, each variant's accuracy split by whether the router put the answer
 scene among the Focus scenes, its accuracy on questions that name one of their own options (and
 how many it got wrong by choosing such an option), the full model's per-task scores, accuracy by video length and
-NIAH grid, and the wall time of every step. With --figures, copies the full model's NIAH heat
+NIAH grid, and the wall time of every step. On a synthetic corpus (`--truth`, by default
+OUT/data/ground_truth.json when it exists) it also splits each variant's accuracy by the attribute
+each question asks (background or shape colour, ...) and by whether the answer scene was in the Focus. With --figures, copies the full model's NIAH heat
 map and accuracy-by-length plot there and draws every evaluation's pooled accuracy, on all
 questions and on videos of >= 30 scenes, as one bar chart (variants.png; its numbers as
 variants.csv).
@@ -33,6 +35,8 @@ from training.reproduce import MAIN_K
 
 TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobench_val_salova": "LongVideoBench",
          "niah_salova": "NIAH"}  # fmt: skip
+BENCHMARK_OF_TASK = {"videomme_salova": "videomme", "mlvu_dev_salova": "mlvu",
+                     "longvideobench_val_salova": "longvideobench", "niah_salova": "niah"}  # fmt: skip
 LENGTH_CATEGORY = {"videomme_salova": "duration", "mlvu_dev_salova": "length",
                    "longvideobench_val_salova": "duration_group", "niah_salova": "haystack_minutes"}  # fmt: skip
 
@@ -160,6 +164,50 @@ def focus_split_table(summary: dict, results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def truth_questions(truth: Path) -> dict[str, list[tuple[dict, tuple[float, float]]]]:
+    """benchmark -> [(question, answer span in seconds)] of a synthetic corpus's ground_truth.json, in
+    the benchmark's row order (salova.data.synth writes both in the same order), i.e. by doc_id."""
+    corpus = json.loads(truth.read_text())
+    questions: dict[str, list] = {}
+    for question in corpus["questions"]:
+        video = corpus["videos"][question["video"]]
+        scene = video["scenes"][question["answer_scene"]]
+        span = (scene["start_frame"] / video["fps"], scene["end_frame"] / video["fps"])
+        questions.setdefault(question["benchmark"], []).append((question, span))
+    return questions
+
+
+def asked_attribute(row: dict, questions: dict, truth: Path) -> str:
+    """The attribute the row's question asks; the row's answer span must be the ground truth's."""
+    benchmark = BENCHMARK_OF_TASK[row["task"]]
+    listed = questions.get(benchmark, [])
+    question, span = listed[row["doc_id"]] if row["doc_id"] < len(listed) else (None, None)
+    if question is None or max(abs(a - b) for a, b in zip(span, row["answer_span"])) > 1e-3:
+        raise SystemExit(f"{truth}: {row['task']} doc_id {row['doc_id']} has no question with the answer span "
+                         f"{row['answer_span']} (ground truth: {span}); was this evaluation run on another corpus?")
+    return question["asked"]
+
+
+def asked_split_table(summary: dict, results: dict[str, dict], truth: Path) -> str:
+    """Accuracy per asked attribute (NIAH apart from the other tasks), with the answer scene in the
+    Focus or not, for every evaluation."""
+    questions = truth_questions(truth)
+    lines = ["| variant | K | tasks | asked | answer scene in Focus: questions | accuracy | not in Focus: questions | accuracy |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in results:
+        entry = summary["evaluations"][name]
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for row in read_samples(entry["results"]):
+            if row.get("answer_span") is not None and row["task"] in BENCHMARK_OF_TASK:
+                tasks = "NIAH" if row["task"] == "niah_salova" else "the others"
+                groups.setdefault((tasks, asked_attribute(row, questions, truth)), []).append(row)
+        for (tasks, asked), rows in sorted(groups.items(), reverse=True):
+            split = focus_split(rows)
+            lines.append(f"| {entry['variant']} | {entry['k']} | {tasks} | {asked} | {split[True][0]} | "
+                         f"{_cell(split[True][1])} | {split[False][0]} | {_cell(split[False][1])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def named_option_table(summary: dict, results: dict[str, dict]) -> str:
     lines = ["| variant | K | questions naming an option | accuracy | wrong with a named option |", "|---|---|---|---|---|"]
     for name in results:
@@ -253,8 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, help="copy the headline evaluation's plots into this folder")
     parser.add_argument("--headline", help="the evaluation whose per-task, length and NIAH tables (and plots) are "
                                            "shown (default: the full model at reproduce.MAIN_K)")
+    parser.add_argument("--truth", type=Path, help="the synthetic corpus's ground_truth.json, for the split by "
+                                                   "asked attribute (default: OUT/data/ground_truth.json if present)")
     args = parser.parse_args(argv)
     summary, results = load(args.out)
+    if args.truth and not args.truth.is_file():
+        parser.error(f"--truth {args.truth}: no such file")
+    truth = args.truth or (args.out / "data" / "ground_truth.json")
     limits = [e.get("limit") for e in summary.get("evaluations", {}).values() if e.get("limit")]
     common = min(limits) if limits else None
     which = f"the first {common} questions of each task" if common else "every question"
@@ -265,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
           + focus_split_table(summary, results) + "\n")
     print("## Questions that name one of their own options (answers by likelihood)\n\n"
           + named_option_table(summary, results) + "\n")
+    if truth.exists():
+        print(f"## Accuracy by the attribute asked and whether the answer scene is in the Focus ({truth})\n\n"
+              + asked_split_table(summary, results, truth) + "\n")
     main_run = headline(summary, results, args.headline)
     if main_run:
         run, entry = results[main_run], summary["evaluations"][main_run]
