@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from salova.modeling.focusfast import splice, visual_block
+from salova.modeling.focusfast import splice
 from salova.modeling.salova import SceneFeatures
 
 
@@ -23,8 +23,7 @@ def answer_loglikelihoods(model, processor, features: SceneFeatures, focus: torc
     with the Focus scenes `focus` (K,) and the video's Fast tokens -> (len(answers),) float32.
     Each answer is scored in its own forward pass, so a score never depends on the other answers."""
     features = model._on_model(features)
-    block = visual_block(model.projector, features.local, features.routing, focus.sort().values.to(model.device),
-                         model.config.use_focus, model.config.use_fast)  # fmt: skip
+    block = model.visual_block(features, focus.sort().values.to(model.device))
     prompt_ids = processor.prompt(question).to(model.device)
     scores = []
     for answer in answers:

@@ -22,9 +22,9 @@ LATENTS = CONFIG.connector_latents
 
 
 @lru_cache
-def tiny_model(seed: int = 0) -> SalovaForCausalLM:
+def tiny_model(seed: int = 0, focus_routing: bool = False) -> SalovaForCausalLM:
     torch.manual_seed(seed)
-    return SalovaForCausalLM(CONFIG).eval()
+    return SalovaForCausalLM(SalovaConfig.from_preset("tiny", focus_routing=focus_routing)).eval()
 
 
 @lru_cache
@@ -63,8 +63,9 @@ def training_batch():
 
 # ---------------------------------------------------------------- forward and losses
 
-def test_forward_losses_match_an_independent_computation():
-    model, batch = tiny_model(), training_batch()
+@pytest.mark.parametrize("focus_routing", [False, True])
+def test_forward_losses_match_an_independent_computation(focus_routing):
+    model, batch = tiny_model(focus_routing=focus_routing), training_batch()
     with torch.no_grad():
         out = model(**batch)
         videos = [model.encode_video(p, f) for p, f in zip(batch["pixel_values"], batch["frames_per_scene"])]
@@ -74,19 +75,32 @@ def test_forward_losses_match_an_independent_computation():
                                 for s, y in zip(scores, batch["router_labels"])]).mean()
     torch.testing.assert_close(out.sim_loss, expected_sim)
     torch.testing.assert_close(out.loss, out.lm_loss + CONFIG.sim_loss_weight * out.sim_loss)
-    # LM part: the block (K*L + T positions, here K = focus_k) sits where <image> was and is ignored
+    # LM part: the block (K*L + T positions, K*(1+L) + T with the Focus routing tokens; K = focus_k)
+    # sits where <image> was and is ignored
+    per_focus_scene = LATENTS + int(focus_routing)
     total_nll, total_targets = 0.0, 0
     for b, v in enumerate(videos):
         k = min(CONFIG.focus_k, v.num_scenes)
         length = int(batch["attention_mask"][b].sum())
         ids, labels = batch["input_ids"][b, :length], batch["labels"][b, :length]
         at = int((ids == CONFIG.image_token_index).nonzero())
-        targets = torch.cat([labels[:at], torch.full((k * LATENTS + v.num_scenes,), -100), labels[at + 1:]])
+        targets = torch.cat([labels[:at], torch.full((k * per_focus_scene + v.num_scenes,), -100), labels[at + 1:]])
         logits = out.logits[b, : len(targets)]
         total_nll += F.cross_entropy(logits[:-1], targets[1:], ignore_index=-100, reduction="sum")
         total_targets += int((targets[1:] != -100).sum())
     torch.testing.assert_close(out.lm_loss, total_nll / total_targets, atol=1e-5, rtol=1e-5)
     assert 0.0 <= out.router_accuracy <= 1.0
+
+
+def test_focus_routing_gives_the_llm_each_focus_scenes_routing_token_first():
+    plain, with_routing = tiny_model(), tiny_model(focus_routing=True)
+    features, focus = video(6, seed=3), torch.tensor([1, 4])
+    with torch.no_grad():
+        block = with_routing.visual_block(features, focus)
+        expected = with_routing.projector(torch.cat([features.routing[1:2], features.local[1], features.routing[4:5],
+                                                     features.local[4], features.routing]))  # fmt: skip
+        assert plain.visual_block(features, focus).shape == (2 * LATENTS + 6, CONFIG.llm_config["hidden_size"])
+    torch.testing.assert_close(block, expected)
 
 
 def test_left_and_right_padded_batches_give_the_same_losses():

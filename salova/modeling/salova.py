@@ -263,6 +263,12 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         raise RecordError(f"sample {index}: {num_scenes} scenes but neither focus nor query_ids to choose "
                           f"{self.config.focus_k} of them")
 
+    def visual_block(self, video: SceneFeatures, focus: torch.Tensor) -> torch.Tensor:
+        """The video's tokens for the LLM with Focus scenes `focus` (K,), as this config's
+        FocusFast settings say (salova.modeling.focusfast.visual_block)."""
+        return visual_block(self.projector, video.local, video.routing, focus, self.config.use_focus,
+                            self.config.use_fast, self.config.focus_routing)
+
     def _build_inputs(self, input_ids, attention_mask, labels, videos, chosen):
         """Splice each sample's visual block at its placeholder and right-pad the batch again."""
         rows, row_labels = [], []
@@ -271,8 +277,7 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
             mask_i = None if attention_mask is None else attention_mask[i]
             ids = _real_tokens(input_ids[i], mask_i)
             sample_labels = None if labels is None else _real_tokens(labels[i], mask_i)
-            block = visual_block(self.projector, video.local, video.routing, focus,
-                                 self.config.use_focus, self.config.use_fast)
+            block = self.visual_block(video, focus)
             embeds, sample_labels = splice(self._embed_text(ids), ids, sample_labels, block,
                                            self.config.image_token_index)
             rows.append(embeds)
@@ -325,9 +330,7 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
         for b, video_b in enumerate(videos):
             video_b = self._on_model(video_b)
             ids = _real_tokens(input_ids[b], None if attention_mask is None else attention_mask[b]).to(self.device)
-            block = visual_block(self.projector, video_b.local, video_b.routing,
-                                 torch.as_tensor(focus[b], device=video_b.local.device).sort().values,
-                                 self.config.use_focus, self.config.use_fast)
+            block = self.visual_block(video_b, torch.as_tensor(focus[b], device=video_b.local.device).sort().values)
             embeds, _ = splice(self._embed_text(ids), ids, None, block, self.config.image_token_index)
             out = self.llm.generate(inputs_embeds=embeds[None], attention_mask=embeds.new_ones(1, len(embeds)).long(),
                                     generation_config=config)
