@@ -36,3 +36,30 @@ def test_text_mc_letter_statement_states_the_correct_letter():
         answer_line = [line for line in prompt.splitlines() if line.startswith(f"{text_mc.LETTERS[index]}. ")][0]
         assert f"The background is {answer_line[3:]}." in prompt
 
+
+
+def test_long_video_probe_encodes_each_ground_truth_scene_of_the_video(ci_corpus, tiny_checkpoint):
+    import json
+
+    import torch
+
+    from salova.data.collate import DataSettings, video_pixels
+    from salova.modeling.salova import SalovaForCausalLM
+    from training.probes.linear_probe import scene_features
+
+    model = SalovaForCausalLM.from_pretrained(tiny_checkpoint).eval()
+    settings = DataSettings.for_config(model.config, 2048)
+    videos = json.loads((ci_corpus / "ground_truth.json").read_text())["videos"]
+    path = sorted(p for p in videos if p.startswith("videomme/"))[0]
+    video = videos[path]
+    with torch.no_grad():
+        rows = scene_features(model, settings, ci_corpus / path, video)
+        # independent: the last scene decoded on its own (the connector encodes every scene apart)
+        last = video["scenes"][-1]
+        alone = [{"start_frame": last["start_frame"], "end_frame": last["end_frame"],
+                  "start_fps": video["fps"], "end_fps": video["fps"]}]  # fmt: skip
+        features = model.encode_video(*video_pixels(ci_corpus / path, settings.sampler, alone))
+    assert {name: len(value) for name, value in rows.items()} == dict.fromkeys(("routing", "local", "local mean"),
+                                                                              len(video["scenes"]))
+    np.testing.assert_allclose(rows["routing"][-1], features.routing[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(rows["local mean"][-1], features.local[0].mean(0).numpy(), atol=1e-5)
