@@ -209,7 +209,6 @@ class SalovaConfig(PretrainedConfig):
         max_queries: int = 16,
         use_focus: bool = True,
         use_fast: bool = True,
-        focus_routing: bool = False,
         focus_selection: str = "router",
         chat_template: str = "qwen2.5",
         fps: float = 1.0,
@@ -251,7 +250,6 @@ class SalovaConfig(PretrainedConfig):
         self.max_queries = max_queries
         self.use_focus = use_focus
         self.use_fast = use_fast
-        self.focus_routing = focus_routing
         self.focus_selection = focus_selection
         self.chat_template = chat_template
         self.fps = fps
@@ -346,9 +344,6 @@ class SalovaConfig(PretrainedConfig):
             raise ConfigError(f"token_drop_rate = {self.token_drop_rate} must be in [0, 1)")
         if not (self.use_focus or self.use_fast):
             raise ConfigError("use_focus and use_fast are both False: the LLM would see no video tokens")
-        for name in ("use_focus", "use_fast", "focus_routing"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} = {getattr(self, name)!r} must be true or false")
         if self.image_token_index >= 0:
             raise ConfigError(f"image_token_index = {self.image_token_index} must be negative (never a real token)")
         if not (self.fps > 0 and math.isfinite(self.fps)):

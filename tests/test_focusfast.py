@@ -1,6 +1,5 @@
 """FocusFast: top-K selection in temporal order, the block layout [Focus ; Fast] and its length
-K*L + T (K*(1+L) + T with the Focus scenes' routing tokens), the pathway ablations, and splicing at
-the single placeholder with ignored labels."""
+K*L + T, the pathway ablations, and splicing at the single placeholder with ignored labels."""
 
 import pytest
 import torch
@@ -44,24 +43,6 @@ def test_visual_block_is_focus_locals_then_all_routing_tokens(num_scenes, k, see
     for slot, scene in enumerate(focus.tolist()):
         torch.testing.assert_close(block[slot * latents:(slot + 1) * latents], local[scene])
     torch.testing.assert_close(block[-num_scenes:], routing)
-
-
-@given(num_scenes=st.integers(1, 12), k=st.integers(1, 15), seed=st.integers(0, 100))
-def test_focus_routing_puts_each_focus_scenes_routing_token_before_its_locals(num_scenes, k, seed):
-    latents = LATENTS
-    generator = torch.Generator().manual_seed(seed)
-    local = torch.randn(num_scenes, latents, 8, generator=generator)
-    routing = torch.randn(num_scenes, 8, generator=generator)
-    focus = select_focus(torch.randn(num_scenes, generator=generator), k)
-    block = visual_block(nn.Identity(), local, routing, focus, focus_routing=True)
-    assert block.shape == (min(k, num_scenes) * (1 + latents) + num_scenes, 8)
-    for slot, scene in enumerate(focus.tolist()):
-        start = slot * (1 + latents)
-        torch.testing.assert_close(block[start], routing[scene])
-        torch.testing.assert_close(block[start + 1:start + 1 + latents], local[scene])
-    torch.testing.assert_close(block[-num_scenes:], routing)  # the Fast part is unchanged
-    only_focus = visual_block(nn.Identity(), local, routing, focus, use_fast=False, focus_routing=True)
-    torch.testing.assert_close(only_focus, block[:-num_scenes])
 
 
 def test_visual_block_projects_every_token_with_the_one_mlp():

@@ -22,9 +22,9 @@ LATENTS = CONFIG.connector_latents
 
 
 @lru_cache
-def tiny_model(seed: int = 0, focus_routing: bool = False) -> SalovaForCausalLM:
+def tiny_model(seed: int = 0) -> SalovaForCausalLM:
     torch.manual_seed(seed)
-    return SalovaForCausalLM(SalovaConfig.from_preset("tiny", focus_routing=focus_routing)).eval()
+    return SalovaForCausalLM(CONFIG).eval()
 
 
 @lru_cache
@@ -63,9 +63,8 @@ def training_batch():
 
 # ---------------------------------------------------------------- forward and losses
 
-@pytest.mark.parametrize("focus_routing", [False, True])
-def test_forward_losses_match_an_independent_computation(focus_routing):
-    model, batch = tiny_model(focus_routing=focus_routing), training_batch()
+def test_forward_losses_match_an_independent_computation():
+    model, batch = tiny_model(), training_batch()
     with torch.no_grad():
         out = model(**batch)
         videos = [model.encode_video(p, f) for p, f in zip(batch["pixel_values"], batch["frames_per_scene"])]
@@ -75,16 +74,14 @@ def test_forward_losses_match_an_independent_computation(focus_routing):
                                 for s, y in zip(scores, batch["router_labels"])]).mean()
     torch.testing.assert_close(out.sim_loss, expected_sim)
     torch.testing.assert_close(out.loss, out.lm_loss + CONFIG.sim_loss_weight * out.sim_loss)
-    # LM part: the block (K*L + T positions, K*(1+L) + T with the Focus routing tokens; K = focus_k)
-    # sits where <image> was and is ignored
-    per_focus_scene = LATENTS + int(focus_routing)
+    # LM part: the block (K*L + T positions, here K = focus_k) sits where <image> was and is ignored
     total_nll, total_targets = 0.0, 0
     for b, v in enumerate(videos):
         k = min(CONFIG.focus_k, v.num_scenes)
         length = int(batch["attention_mask"][b].sum())
         ids, labels = batch["input_ids"][b, :length], batch["labels"][b, :length]
         at = int((ids == CONFIG.image_token_index).nonzero())
-        targets = torch.cat([labels[:at], torch.full((k * per_focus_scene + v.num_scenes,), -100), labels[at + 1:]])
+        targets = torch.cat([labels[:at], torch.full((k * LATENTS + v.num_scenes,), -100), labels[at + 1:]])
         logits = out.logits[b, : len(targets)]
         total_nll += F.cross_entropy(logits[:-1], targets[1:], ignore_index=-100, reduction="sum")
         total_targets += int((targets[1:] != -100).sum())
@@ -92,14 +89,18 @@ def test_forward_losses_match_an_independent_computation(focus_routing):
     assert 0.0 <= out.router_accuracy <= 1.0
 
 
-def test_focus_routing_gives_the_llm_each_focus_scenes_routing_token_first():
-    plain, with_routing = tiny_model(), tiny_model(focus_routing=True)
+@pytest.mark.parametrize("use_focus, use_fast", [(True, True), (True, False), (False, True)])
+def test_visual_block_follows_the_configs_pathways(use_focus, use_fast):
+    model = tiny_model()
     features, focus = video(6, seed=3), torch.tensor([1, 4])
-    with torch.no_grad():
-        block = with_routing.visual_block(features, focus)
-        expected = with_routing.projector(torch.cat([features.routing[1:2], features.local[1], features.routing[4:5],
-                                                     features.local[4], features.routing]))  # fmt: skip
-        assert plain.visual_block(features, focus).shape == (2 * LATENTS + 6, CONFIG.llm_config["hidden_size"])
+    model.config.use_focus, model.config.use_fast = use_focus, use_fast
+    try:
+        with torch.no_grad():
+            block = model.visual_block(features, focus)
+            parts = [features.local[1], features.local[4]] * use_focus + [features.routing] * use_fast
+            expected = model.projector(torch.cat(parts))
+    finally:
+        model.config.use_focus = model.config.use_fast = True
     torch.testing.assert_close(block, expected)
 
 

@@ -69,20 +69,6 @@ def test_overrides_are_parsed_as_yaml_and_win(tmp_path):
         parse_overrides(["learning_rate"])
 
 
-def test_stage_settings_reach_the_model_config(tmp_path):
-    config = SalovaConfig.from_preset("tiny")
-    recipe = load_recipe(minimal(tmp_path), "sft", parse_overrides(["focus_routing=true", "max_queries=7"]))
-    build.apply_stage_settings(config, recipe)
-    assert (config.focus_routing, config.max_queries, config.token_drop_rate) == (True, 7, 0.4)
-    kept = SalovaConfig.from_preset("tiny")
-    build.apply_stage_settings(kept, load_recipe(minimal(tmp_path), "sft"))  # not set: the checkpoint's own value stays
-    assert kept.focus_routing is False
-    with pytest.raises(ConfigError, match="focus_routing"):
-        load_recipe(minimal(tmp_path), "sft", {"focus_routing": "sometimes"})
-    with pytest.raises(ConfigError, match="focus_routing"):
-        SalovaConfig.from_preset("tiny", focus_routing="yes")
-
-
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
 def test_shipped_recipes_load(name):
     stage = name.removesuffix(".yaml").rsplit("-", 1)[-1]

@@ -81,6 +81,4 @@ def apply_stage_settings(config: SalovaConfig, recipe) -> None:
         config.focus_k = recipe.focus_k
     if recipe.max_queries is not None:
         config.max_queries = recipe.max_queries
-    if recipe.focus_routing is not None:
-        config.focus_routing = recipe.focus_routing
     config.validate()

@@ -52,7 +52,6 @@ class Recipe:
     video_folder: str | None = None
     max_queries: int | None = None  # router queries per sample; None = the model config's (16)
     focus_k: int | None = None  # cap on the ground-truth Focus scenes; None = the model config's (5)
-    focus_routing: bool | None = None  # Focus scenes also give their routing token; None = the model config's
     model_max_length: int = 8192
     # ---- optimisation
     trainable: str | None = None  # "connectors" (stage 1) or "all"

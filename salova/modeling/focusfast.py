@@ -5,10 +5,6 @@
 
 The block replaces the single `<image>` placeholder of the prompt and is never a loss target.
 `use_focus=False` / `use_fast=False` drop one pathway (the paper's FocusFast ablation).
-`focus_routing=True` (not in the paper) puts each Focus scene's routing token before its local
-tokens, so the Focus part is |focus| * (1 + L) tokens and the LLM knows which Fast token each
-Focus scene has (docs/results.md, eleventh session: the `small` model's routing token carries the
-shape's colour, its local tokens only spread over 16 slots).
 """
 
 from __future__ import annotations
@@ -47,17 +43,13 @@ def uniform_focus(num_scenes: int, k: int) -> torch.Tensor:
 
 
 def visual_block(projector: nn.Module, local: torch.Tensor, routing: torch.Tensor, focus: torch.Tensor,
-                 use_focus: bool = True, use_fast: bool = True, focus_routing: bool = False) -> torch.Tensor:
-    """local (T, L, D), routing (T, D), focus (K,) -> (K*L + T, H), or (K*(1+L) + T, H) with
-    `focus_routing` (fewer rows in the ablations)."""
+                 use_focus: bool = True, use_fast: bool = True) -> torch.Tensor:
+    """local (T, L, D), routing (T, D), focus (K,) -> (K*L + T, H) (fewer rows in the ablations)."""
     if not (use_focus or use_fast):
         raise ConfigError("use_focus and use_fast are both False: the LLM would see no video tokens")
     parts = []
     if use_focus:
-        focus_tokens = local[focus]  # (K, L, D)
-        if focus_routing:
-            focus_tokens = torch.cat([routing[focus].unsqueeze(1), focus_tokens], dim=1)  # (K, 1+L, D)
-        parts.append(projector(focus_tokens.flatten(0, 1)))
+        parts.append(projector(local[focus].flatten(0, 1)))  # (K*L, H)
     if use_fast:
         parts.append(projector(routing))  # (T, H)
     return torch.cat(parts)

@@ -264,10 +264,9 @@ class SalovaForCausalLM(PreTrainedModel, GenerationMixin):
                           f"{self.config.focus_k} of them")
 
     def visual_block(self, video: SceneFeatures, focus: torch.Tensor) -> torch.Tensor:
-        """The video's tokens for the LLM with Focus scenes `focus` (K,), as this config's
-        FocusFast settings say (salova.modeling.focusfast.visual_block)."""
-        return visual_block(self.projector, video.local, video.routing, focus, self.config.use_focus,
-                            self.config.use_fast, self.config.focus_routing)
+        """The video's tokens for the LLM with Focus scenes `focus` (K,), with this config's FocusFast
+        pathways (salova.modeling.focusfast.visual_block): one place for training, generation, likelihood."""
+        return visual_block(self.projector, video.local, video.routing, focus, self.config.use_focus, self.config.use_fast)
 
     def _build_inputs(self, input_ids, attention_mask, labels, videos, chosen):
         """Splice each sample's visual block at its placeholder and right-pad the batch again."""
