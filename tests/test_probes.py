@@ -37,7 +37,6 @@ def test_text_mc_letter_statement_states_the_correct_letter():
         assert f"The background is {answer_line[3:]}." in prompt
 
 
-
 def test_long_video_probe_encodes_each_ground_truth_scene_of_the_video(ci_corpus, tiny_checkpoint):
     import json
 

@@ -30,13 +30,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from evals.benchmarks import TASK_TO_BENCHMARK
 from evals.diagnostics import named_option_split, retrieval_hits
 from training.reproduce import MAIN_K
 
 TASKS = {"videomme_salova": "Video-MME", "mlvu_dev_salova": "MLVU", "longvideobench_val_salova": "LongVideoBench",
          "niah_salova": "NIAH"}  # fmt: skip
-BENCHMARK_OF_TASK = {"videomme_salova": "videomme", "mlvu_dev_salova": "mlvu",
-                     "longvideobench_val_salova": "longvideobench", "niah_salova": "niah"}  # fmt: skip
 LENGTH_CATEGORY = {"videomme_salova": "duration", "mlvu_dev_salova": "length",
                    "longvideobench_val_salova": "duration_group", "niah_salova": "haystack_minutes"}  # fmt: skip
 
@@ -179,7 +178,7 @@ def truth_questions(truth: Path) -> dict[str, list[tuple[dict, tuple[float, floa
 
 def asked_attribute(row: dict, questions: dict, truth: Path) -> str:
     """The attribute the row's question asks; the row's answer span must be the ground truth's."""
-    benchmark = BENCHMARK_OF_TASK[row["task"]]
+    benchmark = TASK_TO_BENCHMARK[row["task"]]
     listed = questions.get(benchmark, [])
     question, span = listed[row["doc_id"]] if row["doc_id"] < len(listed) else (None, None)
     if question is None or max(abs(a - b) for a, b in zip(span, row["answer_span"])) > 1e-3:
@@ -198,7 +197,7 @@ def asked_split_table(summary: dict, results: dict[str, dict], truth: Path) -> s
         entry = summary["evaluations"][name]
         groups: dict[tuple[str, str], list[dict]] = {}
         for row in read_samples(entry["results"]):
-            if row.get("answer_span") is not None and row["task"] in BENCHMARK_OF_TASK:
+            if row.get("answer_span") is not None and row["task"] in TASKS:
                 tasks = "NIAH" if row["task"] == "niah_salova" else "the others"
                 groups.setdefault((tasks, asked_attribute(row, questions, truth)), []).append(row)
         for (tasks, asked), rows in sorted(groups.items(), reverse=True):
