@@ -314,6 +314,43 @@ def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likeli
     assert evaluation[evaluation.index("--output") + 1] == str(tmp_path / "eval" / "full-k1-likelihood")
 
 
+def test_stage_two_as_data_parallel_processes_keeps_the_samples_per_step(tmp_path, monkeypatch):
+    from training import reproduce
+    from training.recipe import parse_overrides
+
+    commands = {}
+    monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
+    run = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=2)
+    accumulated = yaml.safe_load((reproduce.RECIPES / "small-open-sft.yaml").read_text())["gradient_accumulation_steps"]
+    pretrain = run.stage("full", "pretrain", None)
+    run.stage("full", "sft", pretrain)
+    stage1, stage2 = commands["train full pretrain"], commands["train full sft"]
+    assert stage1[1:3] == ["-m", "training.train"]  # the in-batch router loss needs the whole micro-batch
+    assert stage2[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    overrides = parse_overrides(stage2[stage2.index("--recipe") + 2:])
+    assert int(overrides["gradient_accumulation_steps"]) * 2 == accumulated
+    assert run.summary["machine"]["stage2_processes"] == 2
+    uneven = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=accumulated + 1)
+    with pytest.raises(SystemExit, match="small-open-sft.yaml accumulates"):
+        uneven.stage("full", "sft", pretrain)
+
+
+@pytest.mark.parametrize("writes_result", [True, False])
+def test_a_step_that_exits_badly_is_kept_only_when_it_wrote_its_result(tmp_path, writes_result):
+    from training.reproduce import Reproduction
+
+    done = tmp_path / "step" / "final.txt"
+    script = f"import pathlib, sys; p = pathlib.Path({str(done)!r}); p.parent.mkdir(exist_ok=True)"
+    script += "; p.write_text('x')" * writes_result + "; sys.exit(3)"
+    run = Reproduction(tmp_path, seed=0, tasks="niah")
+    if writes_result:
+        run.step("teardown abort", [sys.executable, "-c", script], done.parent, done)
+    else:
+        with pytest.raises(SystemExit, match="failed .exit 3."):
+            run.step("teardown abort", [sys.executable, "-c", script], done.parent, done)
+    assert json.loads(run.summary_path.read_text())["steps"]["teardown abort"]["returncode"] == 3
+
+
 def test_report_headline_is_the_full_model_at_the_main_k_whatever_the_answer_mode():
     from training.results_report import headline
 

@@ -3,7 +3,7 @@ then the baselines and ablations trained and evaluated the same way.
 
     python -m training.reproduce --out runs/small [--seed 0] [--variants full,uniform,...]
         [--ks 1,5,9] [--ablation-limit N] [--tasks videomme,mlvu,longvideobench,niah]
-        [--answer-by likelihood|generate]
+        [--answer-by likelihood|generate] [--stage2-processes N]
 
 Steps (each in its own process, so DeepSpeed's global state never leaks between stages):
 
@@ -13,7 +13,8 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
    of 1-5 open questions in composed phrasings, each with 27 more questions for the router alone)
 2. full model: `python -m training.train --stage {pretrain,longvideo,sft}` with
    training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml, each
-   stage starting from the previous stage's final folder
+   stage starting from the previous stage's final folder; stage 2 optionally as N data-parallel
+   processes (`--stage2-processes`, torchrun), which share each optimizer step's samples
 3. variants (docs/results.md explains each):
    - `uniform`: the full model's checkpoint with `focus_selection: uniform` (K scenes evenly
      spaced over the video, no router; same Focus and Fast token counts)
@@ -44,6 +45,7 @@ import time
 from pathlib import Path
 
 from evals.options import ANSWER_BY
+from training.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "training" / "recipes"
@@ -66,6 +68,10 @@ CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PAR
 # with other jobs run far slower when their threads wait on each other. Alone on the 2-core machine
 # two are faster (docs/results.md, seventh session): OMP_NUM_THREADS=2 python -m training.reproduce.
 DEFAULT_THREADS = "1"
+# Stage 2 as this many data-parallel processes (torchrun, gloo), each with one sample of every
+# optimizer step's two: the same samples per step as one process accumulating two (training/stream.py),
+# equal up to the rounding of the gradient-norm sum that clipping uses (tests/test_train_runs.py).
+STAGE2_PROCESSES = 1
 
 
 def step_threads() -> str:
@@ -79,11 +85,13 @@ def child_env() -> dict[str, str]:
 class Reproduction:
     """The folders and commands of one reproduction under `out`; records what each step took."""
 
-    def __init__(self, out: Path, seed: int, tasks: str, answer_by: str = "likelihood"):
+    def __init__(self, out: Path, seed: int, tasks: str, answer_by: str = "likelihood",
+                 stage2_processes: int = STAGE2_PROCESSES):
         self.out, self.seed, self.tasks, self.answer_by = out, seed, tasks, answer_by
+        self.stage2_processes = stage2_processes
         self.data = out / "data"
         self.summary_path = out / "summary.json"
-        self.summary = {"steps": {}, "evaluations": {}, "machine": machine()}
+        self.summary = {"steps": {}, "evaluations": {}, "machine": {**machine(), "stage2_processes": stage2_processes}}
 
     # -- running and recording ---------------------------------------------------------
 
@@ -109,8 +117,10 @@ class Reproduction:
         seconds = round(time.time() - started, 1)
         self.record("steps", name, {"command": " ".join(command), "seconds": seconds,
                                     "returncode": finished.returncode})  # fmt: skip
-        if finished.returncode != 0:
+        if finished.returncode != 0 and not done.exists():
             raise SystemExit(f"[reproduce] {name} failed (exit {finished.returncode}) after {seconds} s")
+        if finished.returncode != 0:  # gloo can abort a rank at exit after a finished run (environment.md §3)
+            print(f"[reproduce] {name}: exit {finished.returncode} after writing {done}; kept", flush=True)
         print(f"[reproduce] {name}: {seconds} s", flush=True)
 
     def record(self, section: str, name: str, entry: dict) -> None:
@@ -148,8 +158,14 @@ class Reproduction:
                      "seed": 42 + self.seed, "init_from": init_from or "null"}  # fmt: skip
         if stage == "pretrain":
             overrides["image_folder"] = train
+        launcher = [sys.executable]
+        if stage == "sft" and self.stage2_processes > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", str(self.stage2_processes)]  # fmt: skip
+            overrides["gradient_accumulation_steps"] = accumulation_per_process(RECIPES / STAGE_RECIPES[stage],
+                                                                                self.stage2_processes)
         overrides.update(extra or {})
-        command = [sys.executable, "-m", "training.train", "--stage", stage,
+        command = [*launcher, "-m", "training.train", "--stage", stage,
                    "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
         self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json")
         return output / "final"
@@ -175,6 +191,15 @@ class Reproduction:
                                                  "results": str(output / "results.json")})  # fmt: skip
 
 
+def accumulation_per_process(recipe: Path, processes: int) -> int:
+    """The accumulation steps that keep the recipe's samples per optimizer step over `processes`."""
+    accumulation = load_recipe(recipe, "sft").gradient_accumulation_steps
+    if accumulation % processes:
+        raise SystemExit(f"[reproduce] --stage2-processes {processes}: {recipe.name} accumulates "
+                         f"{accumulation} micro-batches a step, which {processes} processes cannot share evenly")
+    return accumulation // processes
+
+
 def wait_for_other_process(marker: Path, poll_s: float = 10.0) -> None:
     """Wait while `marker` names a live process (another reproduction running the same step)."""
     while marker.exists():
@@ -193,9 +218,9 @@ def machine() -> dict:
 
 
 def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: str,
-              ablation_limit: int | None, answer_by: str = "likelihood") -> dict:
+              ablation_limit: int | None, answer_by: str = "likelihood", stage2_processes: int = STAGE2_PROCESSES) -> dict:
     """Train and evaluate `variants` (and the stages they start from), skipping what is done."""
-    run = Reproduction(out, seed, tasks, answer_by)
+    run = Reproduction(out, seed, tasks, answer_by, stage2_processes)
     run.corpus()
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
@@ -236,6 +261,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "the full model at K=5 always answers every question")
     parser.add_argument("--answer-by", choices=ANSWER_BY, default="likelihood",
                         help="how evals.run answers the multiple-choice questions (evals/options.py)")
+    parser.add_argument("--stage2-processes", type=int, default=STAGE2_PROCESSES,
+                        help="data-parallel processes for stage 2 (torchrun), each with OMP_NUM_THREADS threads; "
+                             "they share every optimizer step's samples (default: %(default)s)")
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(args.variants) - set(VARIANTS))
@@ -247,7 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    summary = reproduce(args.out, args.seed, args.variants, args.ks, args.tasks, args.ablation_limit, args.answer_by)
+    summary = reproduce(args.out, args.seed, args.variants, args.ks, args.tasks, args.ablation_limit, args.answer_by,
+                        args.stage2_processes)
     print(f"[reproduce] summary in {args.out / 'summary.json'} ({len(summary['steps'])} steps)")
     return 0
 
