@@ -85,8 +85,7 @@ def child_env() -> dict[str, str]:
 class Reproduction:
     """The folders and commands of one reproduction under `out`; records what each step took."""
 
-    def __init__(self, out: Path, seed: int, tasks: str, answer_by: str = "likelihood",
-                 stage2_processes: int = STAGE2_PROCESSES):
+    def __init__(self, out: Path, seed: int, tasks: str, answer_by: str = "likelihood", stage2_processes: int = 1):
         self.out, self.seed, self.tasks, self.answer_by = out, seed, tasks, answer_by
         self.stage2_processes = stage2_processes
         self.data = out / "data"
