@@ -64,14 +64,16 @@ QUESTION_REPEATS, QUESTION_SEED = 40, 1
 QUESTIONS_PER_RECORD, ROUTER_QUESTIONS = (1, 5), 27
 RUNNING = ".reproduce-running"
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# Threads per step unless OMP_NUM_THREADS says otherwise: one, because tiny models on a CPU shared
-# with other jobs run far slower when their threads wait on each other. Alone on the 2-core machine
-# two are faster (docs/results.md, seventh session): OMP_NUM_THREADS=2 python -m training.reproduce.
+# Threads per process unless OMP_NUM_THREADS says otherwise: one, because tiny models on a CPU shared
+# with other jobs run far slower when their threads wait on each other, and stages 1-1.5 at one
+# thread compute the same weights on every run (two threads compute others; docs/results.md).
 DEFAULT_THREADS = "1"
 # Stage 2 as this many data-parallel processes (torchrun, gloo), each with one sample of every
 # optimizer step's two: the same samples per step as one process accumulating two (training/stream.py),
 # equal up to the rounding of the gradient-norm sum that clipping uses (tests/test_train_runs.py).
-STAGE2_PROCESSES = 1
+# Two processes of one thread: 0.37 s a stage-2 step on the 2-core machine, against 0.41 s for one
+# process of two threads and 0.62 s for one of one thread (docs/results.md, twelfth session).
+STAGE2_PROCESSES = 2
 
 
 def step_threads() -> str:
