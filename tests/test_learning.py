@@ -333,6 +333,8 @@ def test_stage_two_as_data_parallel_processes_keeps_the_samples_per_step(tmp_pat
     uneven = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=accumulated + 1)
     with pytest.raises(SystemExit, match="small-open-sft.yaml accumulates"):
         uneven.stage("full", "sft", pretrain)
+    with pytest.raises(SystemExit):
+        reproduce.parse_args(["--stage2-processes", "0"])
 
 
 @pytest.mark.parametrize("writes_result", [True, False])
@@ -340,8 +342,8 @@ def test_a_step_that_exits_badly_is_kept_only_when_it_wrote_its_result(tmp_path,
     from training.reproduce import Reproduction
 
     done = tmp_path / "step" / "final.txt"
-    script = f"import pathlib, sys; p = pathlib.Path({str(done)!r}); p.parent.mkdir(exist_ok=True)"
-    script += "; p.write_text('x')" * writes_result + "; sys.exit(3)"
+    writes = "p.parent.mkdir(exist_ok=True); p.write_text('x')" if writes_result else "pass"
+    script = f"import pathlib, sys; p = pathlib.Path({str(done)!r}); {writes}; sys.exit(3)"
     run = Reproduction(tmp_path, seed=0, tasks="niah")
     if writes_result:
         run.step("teardown abort", [sys.executable, "-c", script], done.parent, done)

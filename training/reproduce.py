@@ -159,15 +159,15 @@ class Reproduction:
                      "seed": 42 + self.seed, "init_from": init_from or "null"}  # fmt: skip
         if stage == "pretrain":
             overrides["image_folder"] = train
+        recipe = RECIPES / STAGE_RECIPES[stage]
         launcher = [sys.executable]
         if stage == "sft" and self.stage2_processes > 1:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node", str(self.stage2_processes)]  # fmt: skip
-            overrides["gradient_accumulation_steps"] = accumulation_per_process(RECIPES / STAGE_RECIPES[stage],
-                                                                                self.stage2_processes)
+            overrides["gradient_accumulation_steps"] = accumulation_per_process(recipe, self.stage2_processes)
         overrides.update(extra or {})
-        command = [*launcher, "-m", "training.train", "--stage", stage,
-                   "--recipe", str(RECIPES / STAGE_RECIPES[stage]), *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
+        command = [*launcher, "-m", "training.train", "--stage", stage, "--recipe", str(recipe),
+                   *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
         self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json")
         return output / "final"
 
@@ -271,6 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"--variants: {', '.join(unknown)} not among {', '.join(VARIANTS)}")
     args.ks = [int(k) for k in args.ks.split(",") if k.strip()]
+    if args.stage2_processes < 1:
+        parser.error(f"--stage2-processes: {args.stage2_processes} is not a number of processes (1 or more)")
     return args
 
 
