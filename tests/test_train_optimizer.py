@@ -79,27 +79,6 @@ def test_a_tower_lr_of_zero_freezes_that_tower_and_leaves_the_other_as_it_was(mo
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_llm_lr_moves_only_the_language_model(model, tmp_path):
-    optimizer = optimizer_for(model, tmp_path, "sft", learning_rate=1e-3, llm_lr=1e-4, text_tower_lr=3e-4)
-    lrs = lr_of_each_parameter(optimizer)
-    assert set(lrs) == ids(model.parameters())
-    for module, lr in ((model.llm, 1e-4), (model.connector, 1e-3), (model.router, 1e-3), (model.projector, 1e-3),
-                       (model.text_tower, 3e-4), (model.vision_tower, 2e-6)):
-        assert {lrs[id(p)] for p in module.parameters()} == {lr}
-    # the LLM shares its tied input embedding with nothing outside `llm`, so one group holds it whole
-    assert sum(p.numel() for p in model.llm.parameters()) == sum(
-        p.numel() for g in optimizer.param_groups if g["name"] == "llm" for p in g["params"])
-
-
-def test_llm_lr_of_zero_freezes_the_language_model(model, tmp_path):
-    optimizer = optimizer_for(model, tmp_path, "sft", learning_rate=1e-3, llm_lr=0.0)
-    lrs = lr_of_each_parameter(optimizer)
-    assert set(lrs) == ids(model.parameters()) - ids(model.llm.parameters())
-    assert not any(p.requires_grad for p in model.llm.parameters())
-    set_trainable(model, recipe(tmp_path, "sft"))
-    assert all(p.requires_grad for p in model.parameters())
-
-
 def test_warmup_then_cosine_to_zero():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([parameter], lr=1.0)

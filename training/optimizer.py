@@ -3,12 +3,10 @@
 - Stage 1 (`trainable: connectors`): the ST-Connector, SR-Router, projector and the text
   tower's position table train; the vision tower, the rest of the text tower and the LLM
   are frozen.
-- Stages 1.5 and 2 (`trainable: all`): everything trains, except a group whose LR is 0 (frozen).
+- Stages 1.5 and 2 (`trainable: all`): everything trains, except a tower whose LR is 0 (frozen).
 - Groups as in the released `create_optimizer`: parameters of the vision tower take
   `vision_tower_lr`, of the text tower `text_tower_lr`, everything else `learning_rate`;
-  an unset tower LR means `learning_rate`. One group more than the released code: the LLM
-  takes `llm_lr` (unset: `learning_rate`), so the connector, router and projector can move
-  faster than the language model. Weight decay is the recipe's (0) for all.
+  an unset tower LR means `learning_rate`. Weight decay is the recipe's (0) for all.
 - AdamW (0.9, 0.999); cosine schedule with linear warm-up over `warmup_ratio` of the steps.
 """
 
@@ -20,7 +18,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 CONNECTOR_MODULES = ("connector", "router", "projector")
-OWN_LR_GROUPS = ("vision_tower", "text_tower", "llm")
+TOWER_GROUPS = ("vision_tower", "text_tower")
 
 
 def is_connector_parameter(name: str) -> bool:
@@ -30,7 +28,7 @@ def is_connector_parameter(name: str) -> bool:
 
 
 def set_trainable(model: torch.nn.Module, recipe) -> None:
-    """requires_grad from the recipe's `trainable`, and off for a group whose LR is 0."""
+    """requires_grad from the recipe's `trainable`, and off for a tower whose LR is 0."""
     frozen = {group for group, lr in group_lrs(recipe).items() if lr == 0}
     for name, parameter in model.named_parameters():
         trains = recipe.trainable == "all" or is_connector_parameter(name)
@@ -39,18 +37,18 @@ def set_trainable(model: torch.nn.Module, recipe) -> None:
 
 def group_of(name: str) -> str:
     top = name.split(".", 1)[0]
-    return top if top in OWN_LR_GROUPS else "main"
+    return top if top in TOWER_GROUPS else "main"
 
 
 def group_lrs(recipe) -> dict[str, float]:
-    """The learning rate of each group: an unset (None) group LR is the main one; 0 stays 0."""
-    own = {"vision_tower": recipe.vision_tower_lr, "text_tower": recipe.text_tower_lr, "llm": recipe.llm_lr}
+    """The learning rate of each group: an unset (None) tower LR is the main one; 0 stays 0."""
+    towers = {"vision_tower": recipe.vision_tower_lr, "text_tower": recipe.text_tower_lr}
     return {"main": recipe.learning_rate,
-            **{group: recipe.learning_rate if lr is None else lr for group, lr in own.items()}}
+            **{group: recipe.learning_rate if lr is None else lr for group, lr in towers.items()}}
 
 
 def parameter_groups(model: torch.nn.Module, recipe) -> list[dict]:
-    """One group per learning rate: "main", "vision_tower", "text_tower", "llm" (empty ones left out)."""
+    """One group per learning rate: "main", "vision_tower", "text_tower" (empty ones left out)."""
     lrs = group_lrs(recipe)
     params: dict[str, list] = {name: [] for name in lrs}
     for name, parameter in model.named_parameters():

@@ -62,7 +62,6 @@ class Recipe:
     learning_rate: float | None = None
     vision_tower_lr: float | None = None
     text_tower_lr: float | None = None
-    llm_lr: float | None = None  # the language model's; None = learning_rate
     weight_decay: float = 0.0
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_ratio: float = 0.03
