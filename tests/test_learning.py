@@ -283,7 +283,6 @@ def test_reproduction_steps_run_offline_on_the_threads_the_user_asks_for(threads
         monkeypatch.setenv("OMP_NUM_THREADS", threads)
     env = reproduce.child_env()
     assert env["OMP_NUM_THREADS"] == (threads or "1") and env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"
-    assert reproduce.machine()["threads_per_step"] == int(threads or 1)
 
 
 def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likelihood(tmp_path, monkeypatch):
@@ -291,7 +290,8 @@ def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likeli
     from training.recipe import parse_overrides
 
     commands = {}
-    monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
+    monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done, processes=1:
+                        commands.setdefault(name, command))
     monkeypatch.setattr(reproduce.Reproduction, "variant_checkpoint", lambda self, name, source, **config: source)
     reproduce.reproduce(tmp_path, seed=0, variants=["full", "no-longvideo"], ks=[1, 5], tasks="niah", ablation_limit=None)
     questions_file = tmp_path / "data" / "train" / "sft_router.json"
@@ -322,8 +322,12 @@ def test_stage_two_as_data_parallel_processes_keeps_the_samples_per_step(tmp_pat
     from training import reproduce
     from training.recipe import parse_overrides
 
-    commands = {}
-    monkeypatch.setattr(reproduce.Reproduction, "step", lambda self, name, command, folder, done: commands.setdefault(name, command))
+    commands, launched = {}, {}
+
+    def step(self, name, command, folder, done, processes=1):
+        commands[name], launched[name] = command, processes
+
+    monkeypatch.setattr(reproduce.Reproduction, "step", step)
     run = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=2)
     accumulated = yaml.safe_load((reproduce.RECIPES / "small-open-sft.yaml").read_text())["gradient_accumulation_steps"]
     pretrain = run.stage("full", "pretrain", None)
@@ -333,7 +337,7 @@ def test_stage_two_as_data_parallel_processes_keeps_the_samples_per_step(tmp_pat
     assert stage2[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     overrides = parse_overrides(stage2[stage2.index("--recipe") + 2:])
     assert int(overrides["gradient_accumulation_steps"]) * 2 == accumulated
-    assert run.summary["machine"]["stage2_processes"] == 2
+    assert launched == {"train full pretrain": 1, "train full sft": 2}  # what each step's summary entry records
     uneven = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=accumulated + 1)
     with pytest.raises(SystemExit, match="small-open-sft.yaml accumulates"):
         uneven.stage("full", "sft", pretrain)
@@ -355,6 +359,25 @@ def test_a_step_that_exits_badly_is_kept_only_when_it_wrote_its_result(tmp_path,
         with pytest.raises(SystemExit, match="failed .exit 3."):
             run.step("teardown abort", [sys.executable, "-c", script], done.parent, done)
     assert json.loads(run.summary_path.read_text())["steps"]["teardown abort"]["returncode"] == 3
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_each_step_records_its_processes_and_threads_and_the_report_shows_them(tmp_path, monkeypatch, threads):
+    from training.reproduce import Reproduction
+    from training.results_report import times_table
+
+    done = tmp_path / "step" / "final.txt"
+    script = f"import pathlib; p = pathlib.Path({str(done)!r}); p.parent.mkdir(exist_ok=True); p.write_text('x')"
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    run = Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=2)
+    run.step("two-process step", [sys.executable, "-c", script], done.parent, done, processes=2)
+    summary = json.loads(run.summary_path.read_text())
+    entry = summary["steps"]["two-process step"]
+    assert (entry["processes"], entry["threads"], entry["returncode"]) == (2, int(threads), 0)
+    assert "stage2_processes" not in summary["machine"] and "threads_per_step" not in summary["machine"]
+    summary["steps"]["older entry"] = {"seconds": 1.0, "returncode": 0}  # written before steps recorded them
+    rows = times_table(summary).splitlines()[2:]
+    assert rows[0].split(" | ")[1] == f"2 x {threads}" and rows[1].split(" | ")[1] == "–"
 
 
 def test_report_headline_is_the_full_model_at_the_main_k_whatever_the_answer_mode():

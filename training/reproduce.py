@@ -25,8 +25,8 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
    --answer-by likelihood --output OUT/eval/<variant>-k<K>-likelihood`: first the full model at
    K = MAIN_K on every question, then the full model at the other K of --ks and the variants at
    K = MAIN_K (on the first --ablation-limit questions of each task when given)
-5. OUT/summary.json: every step's command, wall time and exit status, and where each evaluation's
-   results.json lies
+5. OUT/summary.json: every step's command, processes and threads, wall time and exit status, and
+   where each evaluation's results.json lies
 
 Everything already done (a stage's final/ folder, an evaluation's results.json) is kept, so
 running the command again continues where it stopped.
@@ -92,12 +92,13 @@ class Reproduction:
         self.stage2_processes = stage2_processes
         self.data = out / "data"
         self.summary_path = out / "summary.json"
-        self.summary = {"steps": {}, "evaluations": {}, "machine": {**machine(), "stage2_processes": stage2_processes}}
+        self.summary = {"steps": {}, "evaluations": {}, "machine": machine()}
 
     # -- running and recording ---------------------------------------------------------
 
-    def step(self, name: str, command: list[str], folder: Path, done: Path) -> None:
-        """Run `command` unless `done` exists; record the command, its wall time and its outcome.
+    def step(self, name: str, command: list[str], folder: Path, done: Path, processes: int = 1) -> None:
+        """Run `command` unless `done` exists; record the command, its processes and threads, its
+        wall time and its outcome (per step: runs that continue one folder may differ in them).
 
         While it runs, `folder/.reproduce-running` holds this process's id: a second reproduction
         started beside this one (other variants, run in parallel) waits for the step instead of
@@ -116,7 +117,8 @@ class Reproduction:
         finally:
             (folder / RUNNING).unlink(missing_ok=True)
         seconds = round(time.time() - started, 1)
-        self.record("steps", name, {"command": " ".join(command), "seconds": seconds,
+        self.record("steps", name, {"command": " ".join(command), "processes": processes,
+                                    "threads": int(step_threads()), "seconds": seconds,
                                     "returncode": finished.returncode})  # fmt: skip
         if finished.returncode != 0 and not done.exists():
             raise SystemExit(f"[reproduce] {name} failed (exit {finished.returncode}) after {seconds} s")
@@ -160,15 +162,16 @@ class Reproduction:
         if stage == "pretrain":
             overrides["image_folder"] = train
         recipe = RECIPES / STAGE_RECIPES[stage]
-        launcher = [sys.executable]
+        launcher, processes = [sys.executable], 1
         if stage == "sft" and self.stage2_processes > 1:
+            processes = self.stage2_processes
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node", str(self.stage2_processes)]  # fmt: skip
             overrides["gradient_accumulation_steps"] = accumulation_per_process(recipe, self.stage2_processes)
         overrides.update(extra or {})
         command = [*launcher, "-m", "training.train", "--stage", stage, "--recipe", str(recipe),
                    *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
-        self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json")
+        self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json", processes)
         return output / "final"
 
     def variant_checkpoint(self, name: str, source: Path, **config) -> Path:
@@ -214,8 +217,7 @@ def wait_for_other_process(marker: Path, poll_s: float = 10.0) -> None:
 
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "threads_per_step": int(step_threads()),
-            "python": platform.python_version()}  # fmt: skip
+            "cpus": os.cpu_count(), "python": platform.python_version()}  # fmt: skip
 
 
 def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: str,

@@ -251,9 +251,10 @@ def niah_table(run: dict) -> str:
 
 
 def times_table(summary: dict) -> str:
-    lines = ["| step | wall time (s) | exit |", "|---|---|---|"]
+    lines = ["| step | processes x threads | wall time (s) | exit |", "|---|---|---|---|"]
     for name, step in summary["steps"].items():
-        lines.append(f"| {name} | {step['seconds']} | {step['returncode']} |")
+        layout = f"{step['processes']} x {step['threads']}" if "processes" in step else "–"  # older summaries lack it
+        lines.append(f"| {name} | {layout} | {step['seconds']} | {step['returncode']} |")
     return "\n".join(lines)
 
 
