@@ -166,8 +166,8 @@ class Reproduction:
         if stage == "sft" and self.stage2_processes > 1:
             processes = self.stage2_processes
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node", str(self.stage2_processes)]  # fmt: skip
-            overrides["gradient_accumulation_steps"] = accumulation_per_process(recipe, self.stage2_processes)
+                        "--nproc_per_node", str(processes)]  # fmt: skip
+            overrides["gradient_accumulation_steps"] = accumulation_per_process(recipe, processes)
         overrides.update(extra or {})
         command = [*launcher, "-m", "training.train", "--stage", stage, "--recipe", str(recipe),
                    *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
