@@ -27,7 +27,8 @@ def ci(tmp_path_factory):
 PERCEIVABLE_PRESET = synth.Preset("perceivable", stage1_clips=4, stage1_images=2, train_videos=4, sft_questions=5,
                                   benchmark_videos=2, benchmark_questions=4, video_seconds=(20.0, 30.0), scenes=(6, 10),
                                   benchmark_video_seconds=(64.0, 80.0), benchmark_scenes=(30, 40),
-                                  niah_minutes=(1, 3), niah_depths=(0, 50, 100), perceivable_only=True)  # fmt: skip
+                                  niah_minutes=(1, 3), niah_depths=(0, 50, 100), niah_needles=2,
+                                  perceivable_only=True)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -471,16 +472,19 @@ def test_perceivable_niah_names_the_needle_by_a_colour_no_haystack_scene_shows_i
     out, _, truth = perceivable
     rows = pq.read_table(out / BENCHMARK_FILES["niah"]).to_pylist()
     facts = {fact["question_id"]: fact for fact in truth["questions"] if fact["benchmark"] == "niah"}
+    assert len(rows) == 2 * 2 * 3 * 2  # lengths x needles x depths x questions
     for minutes in (1.0, 3.0):
         same_length = [r for r in rows if r["haystack_minutes"] == minutes]
-        assert len({(r["question"], tuple(r["options"]), r["answer"]) for r in same_length}) == 2
-        needles = set()
+        needles = {}  # needle -> its questions and depths
         for row in same_length:
             scenes = truth["videos"][f"niah/data/{row['videoID']}.mp4"]["scenes"]
             needle = scenes[row["answer_scene"]]
-            needles.add((needle["background"], needle["shape_color"]))
+            seen = needles.setdefault((needle["background"], needle["shape_color"], needle["shape"]), (set(), set()))
+            seen[0].add((row["question"], tuple(row["options"]), row["answer"]))
+            seen[1].add(row["needle_depth"])
             haystack = scenes[: row["answer_scene"]] + scenes[row["answer_scene"] + 1 :]
             assert all(s["background"] != needle["background"] and s["shape_color"] != needle["shape_color"] for s in haystack)
             (attribute,) = facts[row["question_id"]]["key"]
             assert facts[row["question_id"]]["key"][attribute] == needle[attribute]
-        assert len(needles) == 1  # the same needle at every depth
+        assert len(needles) == 2  # two needles a length, each at every depth with the same two questions
+        assert all(len(questions) == 2 and depths == {0, 50, 100} for questions, depths in needles.values())

@@ -125,6 +125,7 @@ class Preset:
     niah_minutes: tuple[float, ...] = ()
     niah_depths: tuple[int, ...] = (0, 25, 50, 75, 100)
     niah_fps: int = 1
+    niah_needles: int = 1  # needles (each with its own haystack) per haystack length
     # Held-out benchmark videos of their own length and scene count (None: as the training videos).
     benchmark_video_seconds: tuple[float, float] | None = None
     benchmark_scenes: tuple[int, int] | None = None
@@ -151,11 +152,13 @@ PRESETS = {
     # attributes only: 240 training videos (480 together with a 2400-step stage 2 did worse, ninth
     # session, docs/results.md) of 8-40 scenes with 5 questions each (= Focus K, so every answer
     # scene is in the Focus stage 2 trains with); held-out benchmark videos of 30-120 scenes
-    # (1-4 min), so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h.
+    # (1-4 min), so a question's scene is one of many look-alikes; NIAH haystacks up to 1 h, four
+    # needles a length (one gave each depth the same 5 needles: models at about 60 % on four
+    # needles had scored 86-96 % on one; docs/results.md, fifteenth session).
     "small": Preset("small", stage1_clips=2000, stage1_images=200, train_videos=240, sft_questions=5,
                     benchmark_videos=12, benchmark_questions=4, video_seconds=(20.0, 100.0), scenes=(8, 40),
                     benchmark_video_seconds=(70.0, 250.0), benchmark_scenes=(30, 120),
-                    niah_minutes=(1, 5, 15, 30, 60), perceivable_only=True),
+                    niah_minutes=(1, 5, 15, 30, 60), niah_needles=4, perceivable_only=True),
 }  # fmt: skip
 MIN_SCENE_SECONDS = 2.0
 VIDEO_SECONDS_RANGE = (10.0, 3600.0)
@@ -781,16 +784,17 @@ def niah_haystack(rng: np.random.Generator, preset: Preset, minutes: float, inde
 
 
 def write_niah(corpus: Corpus, rng: np.random.Generator, preset: Preset, show: bool) -> None:
-    """For each haystack length, one haystack and one needle scene (10 s), inserted between
-    scenes at each depth; the same two questions at every depth (niah_haystack). With all
-    attributes the needle's background is redrawn to differ from its neighbours; a
-    perceivable-only haystack never shows the needle's background."""
-    rows, settings = [], [(m, d) for m in preset.niah_minutes for d in preset.niah_depths]
+    """For each haystack length, ``niah_needles`` haystacks, each with its own needle scene
+    (10 s) inserted between scenes at each depth; a needle's two questions are the same at
+    every depth (niah_haystack). With all attributes the needle's background is redrawn to
+    differ from its neighbours; a perceivable-only haystack never shows the needle's background."""
+    hay_keys = [(minutes, index) for minutes in preset.niah_minutes for index in range(preset.niah_needles)]
+    rows, settings = [], [(key, depth) for key in hay_keys for depth in preset.niah_depths]
     needle_frames = round(10 * preset.niah_fps)
     positions = AnswerPositions(rng)
-    hays = {minutes: niah_haystack(rng, preset, minutes, index, positions) for index, minutes in enumerate(preset.niah_minutes)}
-    for n, (minutes, depth) in enumerate(_progress(settings, "niah", show)):
-        needle, looks, frames, questions = hays[minutes]
+    hays = {key: niah_haystack(rng, preset, key[0], index, positions) for index, key in enumerate(hay_keys)}
+    for n, ((minutes, needle_index), depth) in enumerate(_progress(settings, "niah", show)):
+        needle, looks, frames, questions = hays[minutes, needle_index]
         at = int(depth / 100 * len(looks) + 0.5)  # scene boundary nearest to the depth
         if not preset.perceivable_only:
             neighbours = [looks[i]["background"] for i in (at - 1, at) if 0 <= i < len(looks)]
