@@ -145,7 +145,7 @@ PRESETS = {
                  niah_minutes=(1, 2), niah_depths=(0, 50, 100)),
     "demo": Preset("demo", stage1_clips=8, stage1_images=4, train_videos=4, benchmark_videos=8,
                    benchmark_questions=4, video_seconds=(20.0, 120.0), scenes=(3, 10), niah_minutes=(1, 3)),
-    "niah": Preset("niah", niah_minutes=(1, 5, 15, 30, 60)),
+    "niah": Preset("niah", niah_minutes=(1, 5, 15, 30, 60), niah_needles=4),
     "train": Preset("train", stage1_clips=300, stage1_images=100, train_videos=80, sft_questions=4,
                     benchmark_videos=20, video_seconds=(20.0, 180.0), scenes=(3, 12)),
     # The corpus of the `small` model's CPU reproduction (training/reproduce.py), perceivable
