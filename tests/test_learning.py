@@ -380,6 +380,17 @@ def test_each_step_records_its_processes_and_threads_and_the_report_shows_them(t
     assert rows[0].split(" | ")[1] == f"2 x {threads}" and rows[1].split(" | ")[1] == "–"
 
 
+def test_report_niah_table_adds_each_depth_over_every_length():
+    """The acceptance criterion is read per depth: the last row pools the lengths of each depth."""
+    from training.results_report import niah_table
+
+    grid = {"1": {"0": 100.0, "50": 50.0}, "5": {"0": 50.0, "50": 25.0}, "60": {"0": 75.0}}
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in niah_table({"tasks": {"niah_salova": {"niah_grid": grid}}}).splitlines()]
+    assert rows[0] == ["haystack (min)", "depth 0%", "depth 50%"]
+    assert rows[2:5] == [["1", "100.0", "50.0"], ["5", "50.0", "25.0"], ["60", "75.0", "–"]]
+    assert rows[-1] == ["every length", "75.0", "37.5"]  # 60 min has no depth-50 cell: the mean of the two that do
+
+
 def test_report_headline_is_the_full_model_at_the_main_k_whatever_the_answer_mode():
     from training.results_report import headline
 

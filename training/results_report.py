@@ -247,7 +247,15 @@ def niah_table(run: dict) -> str:
              "|---" * (len(depths) + 1) + "|"]  # fmt: skip
     for minutes in sorted(grid, key=float):
         lines.append(f"| {minutes} | " + " | ".join(_cell(grid[minutes].get(d)) for d in depths) + " |")
+    lines.append("| every length | " + " | ".join(_cell(depth_mean(grid, d)) for d in depths) + " |")
     return "\n".join(lines)
+
+
+def depth_mean(grid: dict, depth: str) -> float | None:
+    """Accuracy at one depth over every haystack length: the mean of the length cells, which hold
+    the same number of questions each (salova.data.synth writes every needle at every depth)."""
+    cells = [row[depth] for row in grid.values() if row.get(depth) is not None]
+    return sum(cells) / len(cells) if cells else None
 
 
 def times_table(summary: dict) -> str:
