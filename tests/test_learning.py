@@ -384,11 +384,13 @@ def test_report_niah_table_adds_each_depth_over_every_length():
     """The acceptance criterion is read per depth: the last row pools the lengths of each depth."""
     from training.results_report import niah_table
 
-    grid = {"1": {"0": 100.0, "50": 50.0}, "5": {"0": 50.0, "50": 25.0}, "60": {"0": 75.0}}
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in niah_table({"tasks": {"niah_salova": {"niah_grid": grid}}}).splitlines()]
+    grid = {"1": {"0": 100.0, "50": 50.0}, "5": {"0": 50.0, "50": 25.0}, "60": {"0": 75.0}}  # 4 questions a cell
+    by_depth = {"0": {"n": 12, "correct": 9, "accuracy": 75.0}, "50": {"n": 8, "correct": 3, "accuracy": 37.5}}
+    niah = {"niah_grid": grid, "categories": {"needle_depth": by_depth}}
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in niah_table({"tasks": {"niah_salova": niah}}).splitlines()]
     assert rows[0] == ["haystack (min)", "depth 0%", "depth 50%"]
     assert rows[2:5] == [["1", "100.0", "50.0"], ["5", "50.0", "25.0"], ["60", "75.0", "–"]]
-    assert rows[-1] == ["every length", "75.0", "37.5"]  # 60 min has no depth-50 cell: the mean of the two that do
+    assert rows[-1] == ["every length", "75.0", "37.5"]  # 60 min has no depth-50 cell: 3 of the 8 questions there
 
 
 def test_report_headline_is_the_full_model_at_the_main_k_whatever_the_answer_mode():

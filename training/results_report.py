@@ -239,7 +239,10 @@ def length_table(run: dict) -> str:
 
 
 def niah_table(run: dict) -> str:
-    grid = run["tasks"].get("niah_salova", {}).get("niah_grid")
+    """Accuracy per haystack length and depth, then per depth over every length (evals.run's
+    `needle_depth` category: every question of the depth, the row the acceptance criterion reads)."""
+    niah = run["tasks"].get("niah_salova", {})
+    grid = niah.get("niah_grid")
     if not grid:
         return "(no NIAH results)"
     depths = sorted({d for row in grid.values() for d in row}, key=float)
@@ -247,15 +250,9 @@ def niah_table(run: dict) -> str:
              "|---" * (len(depths) + 1) + "|"]  # fmt: skip
     for minutes in sorted(grid, key=float):
         lines.append(f"| {minutes} | " + " | ".join(_cell(grid[minutes].get(d)) for d in depths) + " |")
-    lines.append("| every length | " + " | ".join(_cell(depth_mean(grid, d)) for d in depths) + " |")
+    by_depth = niah.get("categories", {}).get("needle_depth", {})
+    lines.append("| every length | " + " | ".join(_cell(by_depth.get(d, {}).get("accuracy")) for d in depths) + " |")
     return "\n".join(lines)
-
-
-def depth_mean(grid: dict, depth: str) -> float | None:
-    """Accuracy at one depth over every haystack length: the mean of the length cells, which hold
-    the same number of questions each (salova.data.synth writes every needle at every depth)."""
-    cells = [row[depth] for row in grid.values() if row.get(depth) is not None]
-    return sum(cells) / len(cells) if cells else None
 
 
 def times_table(summary: dict) -> str:
