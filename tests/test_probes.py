@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from salova.data import synth
 from training.probes import open_answer, text_mc
@@ -62,3 +63,80 @@ def test_long_video_probe_encodes_each_ground_truth_scene_of_the_video(ci_corpus
                                                                               len(video["scenes"]))
     np.testing.assert_allclose(rows["routing"][-1], features.routing[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(rows["local mean"][-1], features.local[0].mean(0).numpy(), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- role probe
+
+BLUE_SCENE = {"background": "blue", "shape_color": "purple", "shape": "circle", "motion": "left", "label": ""}
+
+
+def test_role_probe_words_each_question_as_asked_with_a_wrong_key_and_without_one():
+    from training.probes import role_probe
+
+    rng = np.random.default_rng(0)
+    by_shape = {"asked": "background", "key": {"shape_color": "purple"}}
+    for _ in range(20):
+        asked = role_probe.wordings(by_shape, BLUE_SCENE, rng)
+        wrong_text, wrong = asked["wrong key"]
+        assert asked["as asked"] == ("What is the background color of the scene with a purple object?", "purple")
+        assert wrong in synth.COLORS and wrong not in ("blue", "purple")
+        assert wrong_text == f"What is the background color of the scene with {synth._article(wrong)} {wrong} object?"
+        assert asked["no key"] == ("What is the background color of this scene?", None)
+    by_background = role_probe.wordings({"asked": "shape_color", "key": {"background": "blue"}}, BLUE_SCENE, rng)
+    assert by_background["as asked"] == ("Which color does the shape have in the scene with an object on a blue background?",
+                                         "blue")
+    assert by_background["no key"][0] == "Which color does the shape have in this scene?"
+
+
+def test_role_probe_counts_an_answer_as_asked_other_named_or_another_colour():
+    from training.probes.role_probe import outcome
+
+    assert outcome("blue", BLUE_SCENE, "background", "purple") == "asked colour"
+    assert outcome("purple", BLUE_SCENE, "background", "purple") == "other colour"  # the scene's shape, also named
+    assert outcome("blue", BLUE_SCENE, "shape_color", "blue") == "other colour"
+    assert outcome("green", BLUE_SCENE, "background", "green") == "named colour"
+    assert outcome("green", BLUE_SCENE, "background", None) == "another"
+
+
+def test_role_probe_summary_gives_each_outcome_share_by_attribute_and_wording():
+    import pandas as pd
+
+    from training.probes.role_probe import summary
+
+    table = pd.DataFrame({"asked": ["background"] * 4 + ["shape_color"] * 2,
+                          "wording": ["as asked", "as asked", "as asked", "no key", "as asked", "as asked"],
+                          "outcome": ["asked colour", "asked colour", "other colour", "another", "other colour",
+                                      "other colour"]})  # fmt: skip
+    rows = {(r["asked"], r["wording"]): r for r in summary(table).to_dict("records")}
+    assert list(rows) == [("background", "as asked"), ("background", "no key"), ("shape_color", "as asked")]
+    assert rows["background", "as asked"]["asked colour"] == pytest.approx(200 / 3)
+    assert rows["background", "as asked"]["other colour"] == pytest.approx(100 / 3)
+    assert rows["background", "no key"]["another"] == 100 and rows["background", "no key"]["questions"] == 1
+    assert rows["shape_color", "as asked"]["other colour"] == 100 and rows["shape_color", "as asked"]["named colour"] == 0
+
+
+def test_role_probe_answers_every_held_out_colour_question_three_ways(tmp_path, tiny_checkpoint):
+    import json
+
+    import torch
+
+    from salova.checkpoint import load_checkpoint
+    from salova.index import VideoIndex
+    from training.probes import role_probe
+
+    preset = synth.Preset("roles", benchmark_videos=1, benchmark_questions=3, benchmark_video_seconds=(20.0, 24.0),
+                          benchmark_scenes=(4, 5), niah_minutes=(), perceivable_only=True)  # fmt: skip
+    synth.generate(preset, tmp_path / "data", seed=0, show_progress=False)
+    truth = json.loads((tmp_path / "data" / "ground_truth.json").read_text())
+    model, processor = load_checkpoint(tiny_checkpoint, torch.device("cpu"))
+    table = role_probe.evaluate(model, processor, VideoIndex(model, processor, tmp_path / "cache"), tmp_path / "data", None)
+    questions = {q["question_id"]: q for q in truth["questions"] if q["benchmark"] != "niah"}
+    assert sorted(table.question_id.unique()) == sorted(questions) and len(table) == 3 * len(questions)
+    for row in table.to_dict("records"):
+        question = questions[row["question_id"]]
+        scene = truth["videos"][question["video"]]["scenes"][question["answer_scene"]]
+        expected = ("asked colour" if row["predicted"] == question["answer"]
+                    else "other colour" if row["predicted"] == scene[synth.other_colour(question["asked"])]
+                    else None)  # fmt: skip
+        assert expected is None or row["outcome"] == expected
+        assert row["outcome"] != "asked colour" or row["predicted"] == question["answer"]
