@@ -104,19 +104,29 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                          for name, part in groups])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.probes.open_answer", description=__doc__.split("\n\n")[0])
+def probe_arguments(name: str, doc: str, data_help: str) -> argparse.ArgumentParser:
+    """The arguments the question probes share: checkpoint, --data-root, --limit, --cache, --out."""
+    parser = argparse.ArgumentParser(prog=f"python -m training.probes.{name}", description=doc.split("\n\n")[0])
     parser.add_argument("checkpoint")
-    parser.add_argument("--data-root", required=True, type=Path, help="a synthetic corpus (salova.data.synth --out)")
-    parser.add_argument("--k", type=int, default=5, help="Focus scenes")
+    parser.add_argument("--data-root", required=True, type=Path, help=data_help)
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--cache", type=Path, help="feature cache folder (default: CKPT/../probe-features)")
     parser.add_argument("--out", type=Path, help="write the summary and every question's result as JSON here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def model_and_index(args: argparse.Namespace) -> tuple:
+    """The checkpoint on the CPU (one thread, eval mode), its processor and a feature index."""
     torch.set_num_threads(1)
     model, processor = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
-    model.eval()
-    index = VideoIndex(model, processor, args.cache or Path(args.checkpoint).parent / "probe-features")
+    return model, processor, VideoIndex(model, processor, args.cache or Path(args.checkpoint).parent / "probe-features")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = probe_arguments("open_answer", __doc__, "a synthetic corpus (salova.data.synth --out)")
+    parser.add_argument("--k", type=int, default=5, help="Focus scenes")
+    args = parser.parse_args(argv)
+    model, processor, index = model_and_index(args)
     table = evaluate(model, processor, index, args.data_root, args.k, args.limit)
     result = summary(table)
     print(result.to_markdown(index=False, floatfmt=".1f"))

@@ -20,7 +20,6 @@ colour for one attribute; one that copies the question answers the named colour.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -29,10 +28,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from salova.checkpoint import load_checkpoint
 from salova.data import synth
 from salova.index import VideoIndex
-from training.probes.open_answer import answer_span, colour_scores, detected_scene
+from training.probes.open_answer import (
+    answer_span,
+    colour_scores,
+    detected_scene,
+    model_and_index,
+    probe_arguments,
+)
 
 WORDINGS = ("as asked", "wrong key", "no key")
 OUTCOMES = ("asked colour", "other colour", "named colour", "another")
@@ -97,16 +101,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.probes.role_probe", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--data-root", required=True, type=Path, help="a perceivable-only synthetic corpus (`small`)")
-    parser.add_argument("--limit", type=int, help="only the first N questions")
-    parser.add_argument("--cache", type=Path, help="feature cache folder (default: CKPT/../probe-features)")
-    parser.add_argument("--out", type=Path, help="write the summary and every answer as JSON here")
+    parser = probe_arguments("role_probe", __doc__, "a perceivable-only synthetic corpus (`small`)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    model, processor = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
-    index = VideoIndex(model, processor, args.cache or Path(args.checkpoint).parent / "probe-features")
+    model, processor, index = model_and_index(args)
     table = evaluate(model, processor, index, args.data_root, args.limit)
     if table.empty:
         parser.error(f"{args.data_root}: no held-out question asks one colour of a scene named by the other "
