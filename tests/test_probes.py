@@ -140,3 +140,17 @@ def test_role_probe_answers_every_held_out_colour_question_three_ways(tmp_path, 
                     else None)  # fmt: skip
         assert expected is None or row["outcome"] == expected
         assert row["outcome"] != "asked colour" or row["predicted"] == question["answer"]
+
+
+def test_role_probe_stops_with_a_clear_error_on_a_corpus_without_colour_questions(tmp_path, tiny_checkpoint, capsys):
+    import json
+
+    from training.probes import role_probe
+
+    shape_question = {"benchmark": "videomme", "question_id": "001-1", "video": "videomme/data/a.mp4",
+                      "asked": "shape", "key": {"label": "cat"}, "answer": "circle", "answer_scene": 0}  # fmt: skip
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"videos": {}, "questions": [shape_question]}))
+    with pytest.raises(SystemExit) as stop:
+        role_probe.main([str(tiny_checkpoint), "--data-root", str(tmp_path), "--cache", str(tmp_path / "cache")])
+    assert stop.value.code == 2
+    assert f"{tmp_path}: no held-out question asks one colour" in capsys.readouterr().err
