@@ -129,7 +129,8 @@ def test_role_probe_answers_every_held_out_colour_question_three_ways(tmp_path, 
     synth.generate(preset, tmp_path / "data", seed=0, show_progress=False)
     truth = json.loads((tmp_path / "data" / "ground_truth.json").read_text())
     model, processor = load_checkpoint(tiny_checkpoint, torch.device("cpu"))
-    table = role_probe.evaluate(model, processor, VideoIndex(model, processor, tmp_path / "cache"), tmp_path / "data", None)
+    table = role_probe.evaluate(model, processor, VideoIndex(model, processor, tmp_path / "cache"), tmp_path / "data", truth,
+                                None)
     questions = {q["question_id"]: q for q in truth["questions"] if q["benchmark"] != "niah"}
     assert sorted(table.question_id.unique()) == sorted(questions) and len(table) == 3 * len(questions)
     for row in table.to_dict("records"):

@@ -20,6 +20,7 @@ colour for one attribute; one that copies the question answers the named colour.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def colour_questions(truth: dict) -> list[dict]:
             and set(q["key"]) == {synth.other_colour(q["asked"])}]
 
 
-def evaluate(model, processor, index: VideoIndex, data_root: Path, limit: int | None, seed: int = 0) -> pd.DataFrame:
-    truth = json.loads((data_root / "ground_truth.json").read_text())
-    questions = colour_questions(truth)[:limit]
+def evaluate(model, processor, index: VideoIndex, data_root: Path, truth: dict, limit: int | None,
+             seed: int = 0) -> pd.DataFrame:  # fmt: skip
+    """Every colour question of `truth` (DATA/ground_truth.json) in the three wordings, one row each."""
     rng = np.random.default_rng(seed)
+    load = functools.cache(index.features)  # each video read once
     rows = []
-    for question in tqdm(questions, desc="questions"):
-        indexed = index.features(data_root / question["video"])
+    for question in tqdm(colour_questions(truth)[:limit], desc="questions"):
+        indexed = load(data_root / question["video"])
         focus = torch.tensor([detected_scene(indexed, answer_span(truth["videos"], question))])
         scene = truth["videos"][question["video"]]["scenes"][question["answer_scene"]]
         for wording, (text, named) in wordings(question, scene, rng).items():
@@ -103,11 +105,12 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     parser = probe_arguments("role_probe", __doc__, "a perceivable-only synthetic corpus (`small`)")
     args = parser.parse_args(argv)
-    model, processor, index = model_and_index(args)
-    table = evaluate(model, processor, index, args.data_root, args.limit)
-    if table.empty:
+    truth = json.loads((args.data_root / "ground_truth.json").read_text())
+    if not colour_questions(truth):
         parser.error(f"{args.data_root}: no held-out question asks one colour of a scene named by the other "
                      "(generate a perceivable-only corpus, e.g. --preset small)")
+    model, processor, index = model_and_index(args)
+    table = evaluate(model, processor, index, args.data_root, truth, args.limit)
     result = summary(table)
     print(result.to_markdown(index=False, floatfmt=".1f"))
     if args.out:
