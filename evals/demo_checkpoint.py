@@ -3,7 +3,8 @@
 
 It exists so that `python -m evals.run --tasks ...` works with nothing given. It is built on
 first use (about two minutes on a laptop CPU, with progress bars) and cached under
-$SALOVA_CACHE (default ~/.cache/salova)/demo-checkpoint/<hash of the settings and recipes>/.
+$SALOVA_CACHE (default ~/.cache/salova)/demo-checkpoint/<hash of the settings, the recipes and the
+code that builds it (salova, training)>/.
 Shortened: the `small` corpus cut to CORPUS_SIZES and every stage cut to DEMO_STEPS; the
 recipes are otherwise used as they are, through the same `Reproduction` steps as the full
 run. It is far too short to learn the synthetic questions (docs/results.md says what the full
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from evals import cache_root
+from evals import cache_root, source_digest
 from evals.sample_log import settings_hash
 from salova.errors import CheckpointError
 
@@ -35,6 +36,7 @@ CORPUS_PRESET, CORPUS_SEED = "small", 0
 CORPUS_SIZES = {"stage1_clips": 160, "stage1_images": 40, "train_videos": 24, "benchmark_videos": 0,
                 "niah_minutes": ()}  # fmt: skip
 DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40}  # the full recipe: 1000, 800, 3600
+BUILT_BY = ("salova", "training")  # the packages whose code makes the corpus and the weights
 LAUNCH_VARIABLES = (
     "RANK",
     "LOCAL_RANK",
@@ -59,7 +61,8 @@ def question_settings() -> tuple:
 
 
 def checkpoint_folder() -> Path:
-    settings = (CORPUS_PRESET, CORPUS_SEED, CORPUS_SIZES, DEMO_STEPS, recipe_texts(), question_settings())
+    settings = (CORPUS_PRESET, CORPUS_SEED, CORPUS_SIZES, DEMO_STEPS, recipe_texts(), question_settings(),
+                source_digest(*BUILT_BY))
     return cache_root() / "demo-checkpoint" / settings_hash(*settings)
 
 

@@ -1,6 +1,7 @@
-"""The built-in synthetic demo sets (salova.data.synth, preset `demo`), generated once
-into $SALOVA_CACHE/demo-data/. They are laid out like the real benchmark downloads
-but are NOT the real benchmarks; evals.run says so whenever it uses them."""
+"""The built-in synthetic demo sets (salova.data.synth, preset `demo`), generated once into
+$SALOVA_CACHE/demo-data/ (keyed by the preset, the seed and the code of salova.data). They are
+laid out like the real benchmark downloads but are NOT the real benchmarks; evals.run says so
+whenever it uses them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from evals import source_digest
 from evals.sample_log import settings_hash
 
 PRESET, SEED = "demo", 0
@@ -19,7 +21,8 @@ PRESET, SEED = "demo", 0
 def demo_data_root(cache_root: Path) -> Path:
     from salova.data.synth import PRESETS, generate
 
-    folder = cache_root / "demo-data" / f"{PRESET}-{settings_hash(dataclasses.asdict(PRESETS[PRESET]), SEED)}"
+    key = settings_hash(dataclasses.asdict(PRESETS[PRESET]), SEED, source_digest("salova.data"))
+    folder = cache_root / "demo-data" / f"{PRESET}-{key}"
     if (folder / "manifest.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)

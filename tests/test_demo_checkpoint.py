@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from evals import demo_checkpoint as demo
+from evals import source_digest
 from training import reproduce
 
 # What the demo (and training.reproduce) set per stage; every other key comes from the recipe file.
@@ -77,3 +78,44 @@ def test_folder_hash_follows_the_recipe_files_and_the_question_settings(tmp_path
     assert changed != before
     monkeypatch.setattr(reproduce, "ROUTER_QUESTIONS", reproduce.ROUTER_QUESTIONS + 1)
     assert demo.checkpoint_folder() not in (before, changed)  # the stage-2 questions are part of the key
+
+
+def test_folder_hash_follows_the_code_that_builds_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALOVA_CACHE", str(tmp_path))
+    before = demo.checkpoint_folder()
+    monkeypatch.setattr(demo, "source_digest", lambda *packages: "other code")
+    assert demo.checkpoint_folder() != before
+
+
+def test_source_digest_changes_with_any_file_of_the_package_and_only_then(tmp_path, monkeypatch):
+    package = tmp_path / "digest_probe_pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "render.py").write_text("SIZE = 16\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = source_digest("digest_probe_pkg")
+    assert source_digest("digest_probe_pkg") == first
+    (package / "notes.txt").write_text("not code")
+    assert source_digest("digest_probe_pkg") == first
+    (package / "sub" / "render.py").write_text("SIZE = 24\n")
+    edited = source_digest("digest_probe_pkg")
+    (package / "sub" / "extra.py").write_text("")
+    assert len({first, edited, source_digest("digest_probe_pkg")}) == 3
+
+
+def test_demo_sets_are_generated_again_when_the_data_code_changes(tmp_path, monkeypatch):
+    from evals import demo_data
+    from salova.data import synth
+
+    generated = []
+
+    def fake_generate(preset, out, seed):
+        generated.append(out)
+        (Path(out) / "manifest.json").write_text("{}")
+
+    monkeypatch.setattr(synth, "generate", fake_generate)
+    first = demo_data.demo_data_root(tmp_path)
+    assert demo_data.demo_data_root(tmp_path) == first and len(generated) == 1  # cached
+    monkeypatch.setattr(demo_data, "source_digest", lambda *packages: "other code")
+    second = demo_data.demo_data_root(tmp_path)
+    assert second != first and len(generated) == 2 and (first / "manifest.json").is_file()
