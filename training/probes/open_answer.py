@@ -42,11 +42,12 @@ from salova.modeling.focusfast import select_focus, uniform_focus
 MODES = ("router", "uniform", "oracle", "other")
 
 
-def open_question(question: dict) -> str:
-    """The held-out phrasing of the question, without options (the first held-out template)."""
+def open_question(question: dict, scene: str | None = None) -> str:
+    """The held-out phrasing of the question, without options (the first held-out template),
+    naming the scene as `scene` says (default: by the question's key)."""
     template = synth.HELD_OUT_TEMPLATES[question["asked"]]
     template = template if isinstance(template, str) else template[0]
-    text = template.format(scene=synth.scene_phrase(question["key"]), thing="shape")
+    text = template.format(scene=scene or synth.scene_phrase(question["key"]), thing="shape")
     return text[0].upper() + text[1:]
 
 

@@ -1,6 +1,6 @@
 """Does the LLM answer the colour the question asks for, or the colour it sees most of?
 
-    python -m training.probes.role_probe CKPT --data-root DATA [--limit N] [--out FILE]
+    python -m training.probes.role_probe CKPT --data-root DATA [--limit N] [--cache DIR] [--out FILE]
 
 For every held-out colour question of a perceivable-only corpus (Video-MME-, MLVU- and
 LongVideoBench-shaped sets; NIAH left out), the Focus is the answer scene alone (K = 1, so finding
@@ -36,6 +36,7 @@ from training.probes.open_answer import (
     colour_scores,
     detected_scene,
     model_and_index,
+    open_question,
     probe_arguments,
 )
 
@@ -49,16 +50,9 @@ def wordings(question: dict, scene: dict, rng: np.random.Generator) -> dict[str,
     (key_attribute,) = question["key"]
     shown = {scene[a] for a in synth.PERCEIVABLE}
     wrong = str(rng.choice([c for c in synth.COLORS if c not in shown]))
-    template = synth.HELD_OUT_TEMPLATES[question["asked"]]
-
-    def text(phrase: str) -> str:
-        filled = template.format(scene=phrase, thing="shape")
-        return filled[0].upper() + filled[1:]
-
-    named = question["key"][key_attribute]
-    return {"as asked": (text(synth.scene_phrase({key_attribute: named})), named),
-            "wrong key": (text(synth.scene_phrase({key_attribute: wrong})), wrong),
-            "no key": (text("this scene"), None)}
+    return {"as asked": (open_question(question), question["key"][key_attribute]),
+            "wrong key": (open_question(question, synth.scene_phrase({key_attribute: wrong})), wrong),
+            "no key": (open_question(question, "this scene"), None)}
 
 
 def outcome(predicted: str, scene: dict, asked: str, named: str | None) -> str:
