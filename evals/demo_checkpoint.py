@@ -35,7 +35,7 @@ CORPUS_PRESET, CORPUS_SEED = "small", 0
 # The `small` corpus, cut down: no held-out sets or haystacks (the demo sets are evals/demo_data.py's).
 CORPUS_SIZES = {"stage1_clips": 160, "stage1_images": 40, "train_videos": 24, "benchmark_videos": 0,
                 "niah_minutes": ()}  # fmt: skip
-DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40}  # the full recipe: 1000, 800, 3600
+DEMO_STEPS = {"pretrain": 40, "longvideo": 20, "sft": 40, "sft-reading": 20}  # the full recipe: 1000, 800, 3600, 1800
 BUILT_BY = ("salova", "training")  # the packages whose code makes the corpus and the weights
 LAUNCH_VARIABLES = (
     "RANK",

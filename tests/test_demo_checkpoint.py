@@ -14,7 +14,7 @@ from training import reproduce
 
 # What the demo (and training.reproduce) set per stage; every other key comes from the recipe file.
 RUN_KEYS = {"data_path", "image_folder", "video_folder", "output_dir", "seed", "init_from", "max_steps"}
-STEPS = {"pretrain": 2, "longvideo": 2, "sft": 2}
+STEPS = {"pretrain": 2, "longvideo": 2, "sft": 2, "sft-reading": 2}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def built(tmp_path_factory):
 
 def test_final_folder_is_the_small_model_after_stage_2(built):
     folder, final = built
-    assert final == folder / "full" / "sft" / "final"
+    assert final == folder / "full" / "sft-reading" / "final"
     config = json.loads((final / "config.json").read_text())
     assert config["llm_config"]["hidden_size"] == 128 and config["llm_config"]["num_hidden_layers"] == 4  # SMALL_LLM
     assert (final / "model.safetensors").is_file()
@@ -40,7 +40,7 @@ def test_final_folder_is_the_small_model_after_stage_2(built):
 def test_each_stage_runs_its_recipe_file_with_only_run_keys_changed(built, stage):
     folder, _ = built
     recipe_file = yaml.safe_load((reproduce.RECIPES / reproduce.STAGE_RECIPES[stage]).read_text())
-    used = yaml.safe_load((folder / "full" / stage / f"recipe-{stage}.yaml").read_text())
+    used = yaml.safe_load((folder / "full" / stage / f"recipe-{trainer_stage(stage)}.yaml").read_text())
     for key, value in recipe_file.items():
         if key not in RUN_KEYS:
             assert used[key] == value, key
@@ -49,17 +49,26 @@ def test_each_stage_runs_its_recipe_file_with_only_run_keys_changed(built, stage
     assert [entry["step"] for entry in log if "step" in entry][-1] == STEPS[stage]
 
 
+def trainer_stage(stage: str) -> str:
+    return "sft" if stage in reproduce.STAGE2_PHASES else stage
+
+
 def test_stages_chain_and_stage_2_reads_the_generated_questions(built):
     folder, _ = built
-    used = {stage: yaml.safe_load((folder / "full" / stage / f"recipe-{stage}.yaml").read_text()) for stage in STEPS}
+    used = {stage: yaml.safe_load((folder / "full" / stage / f"recipe-{trainer_stage(stage)}.yaml").read_text())
+            for stage in STEPS}  # fmt: skip
     assert used["pretrain"]["init_from"] is None
     assert Path(used["longvideo"]["init_from"]) == folder / "full" / "pretrain" / "final"
     assert Path(used["sft"]["init_from"]) == folder / "full" / "longvideo" / "final"
-    records = json.loads(Path(used["sft"]["data_path"]).read_text())
-    assert len(records) == 2 * reproduce.QUESTION_REPEATS  # 2 training videos
+    assert Path(used["sft-reading"]["init_from"]) == folder / "full" / "sft" / "final"
+    phases = {phase: json.loads(Path(used[phase]["data_path"]).read_text()) for phase in reproduce.STAGE2_PHASES}
     low, high = reproduce.QUESTIONS_PER_RECORD
-    assert all(low <= len(r["lb_sim"]) <= high and len(r["router_questions"]) == reproduce.ROUTER_QUESTIONS
-               for r in records)
+    for phase, records in phases.items():
+        assert len(records) == 2 * reproduce.QUESTION_REPEATS  # 2 training videos
+        assert all(low <= len(r["lb_sim"]) <= high and len(r["router_questions"]) == reproduce.ROUTER_QUESTIONS[phase]
+                   for r in records)  # fmt: skip
+    # the second phase asks the first phase's questions, with fewer router-only ones
+    assert [r["conversations"] for r in phases["sft"]] == [r["conversations"] for r in phases["sft-reading"]]
 
 
 def test_folder_hash_follows_the_recipe_files_and_the_question_settings(tmp_path, monkeypatch):
@@ -76,7 +85,7 @@ def test_folder_hash_follows_the_recipe_files_and_the_question_settings(tmp_path
     sft.write_text(sft.read_text().replace(f"max_steps: {steps}", f"max_steps: {steps + 1}"))
     changed = demo.checkpoint_folder()
     assert changed != before
-    monkeypatch.setattr(reproduce, "ROUTER_QUESTIONS", reproduce.ROUTER_QUESTIONS + 1)
+    monkeypatch.setitem(reproduce.ROUTER_QUESTIONS, "sft-reading", reproduce.ROUTER_QUESTIONS["sft-reading"] + 1)
     assert demo.checkpoint_folder() not in (before, changed)  # the stage-2 questions are part of the key
 
 

@@ -294,22 +294,28 @@ def test_reproduction_trains_stage_two_on_router_questions_and_answers_by_likeli
                         commands.setdefault(name, command))
     monkeypatch.setattr(reproduce.Reproduction, "variant_checkpoint", lambda self, name, source, **config: source)
     reproduce.reproduce(tmp_path, seed=0, variants=["full", "no-longvideo"], ks=[1, 5], tasks="niah", ablation_limit=None)
-    questions_file = tmp_path / "data" / "train" / "sft_router.json"
-    questions = commands["stage-2 questions"]
-    assert questions[questions.index("--out") + 1] == str(questions_file)
-    assert questions[questions.index("--questions") + 1:][:2] == ["1", "5"]
-    assert questions[questions.index("--router-questions") + 1] == "27"
-    assert "--phrasing" not in questions  # the composed default
-    recipe = yaml.safe_load((reproduce.RECIPES / "small-open-sft.yaml").read_text())
-    assert recipe["max_queries"] == 5 + 27  # every asked question and every router-only one fits
+    files = {"sft": "sft_router.json", "sft-reading": "sft_reading.json"}
+    for phase, router_questions in {"sft": "27", "sft-reading": "3"}.items():
+        questions = commands[f"{phase} questions"]
+        assert questions[questions.index("--out") + 1] == str(tmp_path / "data" / "train" / files[phase])
+        assert questions[questions.index("--questions") + 1:][:2] == ["1", "1"]
+        assert questions[questions.index("--seed") + 1] == "1"  # the same asked questions in both files
+        assert questions[questions.index("--router-questions") + 1] == router_questions
+        assert "--phrasing" not in questions  # the composed default
+        recipe = yaml.safe_load((reproduce.RECIPES / reproduce.STAGE_RECIPES[phase]).read_text())
+        assert recipe["max_queries"] == 1 + int(router_questions)  # the asked question and every router-only one
     starts = {"full": tmp_path / "full" / "longvideo" / "final", "no-longvideo": tmp_path / "full" / "pretrain" / "final"}
     for variant, start in starts.items():
-        sft = commands[f"train {variant} sft"]
-        assert sft[sft.index("--recipe") + 1].endswith("small-open-sft.yaml")
-        overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
-        assert len(overrides) == len(sft[sft.index("--recipe") + 2:])  # each key passed once
-        assert (overrides["init_from"], overrides["data_path"], overrides["seed"]) == (str(start), str(questions_file), 42)
-        assert overrides["output_dir"] == str(tmp_path / variant / "sft") and "max_steps" not in overrides
+        for phase, recipe_file in {"sft": "small-open-sft.yaml", "sft-reading": "small-reading-sft.yaml"}.items():
+            sft = commands[f"train {variant} {phase}"]
+            assert sft[sft.index("--stage") + 1] == "sft"
+            assert sft[sft.index("--recipe") + 1].endswith(recipe_file)
+            overrides = parse_overrides(sft[sft.index("--recipe") + 2:])
+            assert len(overrides) == len(sft[sft.index("--recipe") + 2:])  # each key passed once
+            data = str(tmp_path / "data" / "train" / files[phase])
+            assert (overrides["init_from"], overrides["data_path"], overrides["seed"]) == (str(start), data, 42)
+            assert overrides["output_dir"] == str(tmp_path / variant / phase) and "max_steps" not in overrides
+            start = tmp_path / variant / phase / "final"  # the next phase starts from this one
     # the headline (every question) and the ablations at K = 1, the full model also at the other K
     evaluations = [name for name in commands if name.startswith("eval ")]
     assert evaluations == ["eval full k=1 likelihood", "eval no-longvideo k=1 likelihood", "eval full k=5 likelihood"]
@@ -331,13 +337,17 @@ def test_stage_two_as_data_parallel_processes_keeps_the_samples_per_step(tmp_pat
     run = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=2)
     accumulated = yaml.safe_load((reproduce.RECIPES / "small-open-sft.yaml").read_text())["gradient_accumulation_steps"]
     pretrain = run.stage("full", "pretrain", None)
-    run.stage("full", "sft", pretrain)
-    stage1, stage2 = commands["train full pretrain"], commands["train full sft"]
+    run.stage2("full", pretrain)
+    stage1 = commands["train full pretrain"]
     assert stage1[1:3] == ["-m", "training.train"]  # the in-batch router loss needs the whole micro-batch
-    assert stage2[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    overrides = parse_overrides(stage2[stage2.index("--recipe") + 2:])
-    assert int(overrides["gradient_accumulation_steps"]) * 2 == accumulated
-    assert launched == {"train full pretrain": 1, "train full sft": 2}  # what each step's summary entry records
+    for phase in ("sft", "sft-reading"):
+        stage2 = commands[f"train full {phase}"]
+        assert stage2[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        overrides = parse_overrides(stage2[stage2.index("--recipe") + 2:])
+        recipe = yaml.safe_load((reproduce.RECIPES / reproduce.STAGE_RECIPES[phase]).read_text())
+        assert int(overrides["gradient_accumulation_steps"]) * 2 == recipe["gradient_accumulation_steps"]
+    # what each step's summary entry records
+    assert launched == {"train full pretrain": 1, "train full sft": 2, "train full sft-reading": 2}
     uneven = reproduce.Reproduction(tmp_path, seed=0, tasks="niah", stage2_processes=accumulated + 1)
     with pytest.raises(SystemExit, match="small-open-sft.yaml accumulates"):
         uneven.stage("full", "sft", pretrain)

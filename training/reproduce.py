@@ -7,14 +7,16 @@ then the baselines and ablations trained and evaluated the same way.
 
 Steps (each in its own process, so DeepSpeed's global state never leaks between stages):
 
-1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`, then the
-   stage-2 questions: `python -m salova.data.more_questions OUT/data --repeats 40 --seed 1
-   --questions 1 5 --router-questions 27 --out OUT/data/train/sft_router.json` (9,600 records
-   of 1-5 open questions in composed phrasings, each with 27 more questions for the router alone)
+1. corpus: `python -m salova.data.synth --preset small --out OUT/data --seed SEED`, then stage 2's
+   questions (`python -m salova.data.more_questions OUT/data --repeats 40 --seed 1 --questions 1 1
+   --router-questions R --out OUT/data/train/F`): 9,600 records of one open question in composed
+   phrasings, each with R more questions for the router alone; R = 27 for the first phase
+   (sft_router.json), 3 for the second (sft_reading.json; the same asked questions)
 2. full model: `python -m training.train --stage {pretrain,longvideo,sft}` with
-   training/recipes/small-pretrain.yaml, small-longvideo.yaml and small-open-sft.yaml, each
-   stage starting from the previous stage's final folder; stage 2 optionally as N data-parallel
-   processes (`--stage2-processes`, torchrun), which share each optimizer step's samples
+   training/recipes/small-pretrain.yaml, small-longvideo.yaml, then stage 2 in two phases,
+   small-open-sft.yaml (router and reading, LR 1e-3) and small-reading-sft.yaml (the reading, LR
+   3e-4, cheaper steps), each starting from the previous one's final folder; stage 2 optionally as N
+   data-parallel processes (`--stage2-processes`, torchrun), which share each optimizer step's samples
 3. variants (docs/results.md explains each):
    - `uniform`: the full model's checkpoint with `focus_selection: uniform` (K scenes evenly
      spaced over the video, no router; same Focus and Fast token counts)
@@ -54,14 +56,22 @@ TASKS = "videomme,mlvu,longvideobench,niah"
 # The Focus size of the headline and the ablations: the `small` model answers best with one Focus
 # scene (docs/results.md: K = 1 / 5 / 9 give 76.8 / 54.6 / 50.0 % for the fifth session's model).
 MAIN_K = 1
-STAGE_RECIPES = {"pretrain": "small-pretrain.yaml", "longvideo": "small-longvideo.yaml", "sft": "small-open-sft.yaml"}
-STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_router.json"}
-# Stage 2's questions (salova.data.more_questions): 40 records per training video, each asking
-# 1-5 questions (so the LLM reads one to five Focus scenes, as at K = 1 and K = 5) and carrying 27
-# more questions that train only the router (the recipe's max_queries = 5 + 27). The router-only
-# questions make stage 2 about five times shorter (docs/results.md, sixth session).
+# The steps of the full model, in order. Stage 2 runs in two phases, both `training.train --stage sft`:
+# "sft" teaches the router and the reading, "sft-reading" goes on with the reading at a lower LR.
+STAGE_RECIPES = {"pretrain": "small-pretrain.yaml", "longvideo": "small-longvideo.yaml", "sft": "small-open-sft.yaml",
+                 "sft-reading": "small-reading-sft.yaml"}  # fmt: skip
+STAGE_DATA = {"pretrain": "stage1.json", "longvideo": "scenewalk.json", "sft": "sft_router.json",
+              "sft-reading": "sft_reading.json"}  # fmt: skip
+STAGE2_PHASES = ("sft", "sft-reading")
+# Stage 2's questions (salova.data.more_questions): 40 records per training video, each asking one
+# question (one Focus scene, as at K = 1) and carrying more questions that train only the router
+# (each recipe's max_queries = 1 + those). 27 router-only questions in the first phase make stage 2
+# about five times shorter (docs/results.md, sixth session); 3 in the second make its steps about
+# half as costly once the router is trained (seventeenth session). One question a record reads the
+# Focus scene better than 1-5 (sixteenth and seventeenth sessions).
 QUESTION_REPEATS, QUESTION_SEED = 40, 1
-QUESTIONS_PER_RECORD, ROUTER_QUESTIONS = (1, 5), 27
+QUESTIONS_PER_RECORD = (1, 1)
+ROUTER_QUESTIONS = {"sft": 27, "sft-reading": 3}
 RUNNING = ".reproduce-running"
 CHILD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 # Threads per process unless OMP_NUM_THREADS says otherwise: one, because tiny models on a CPU shared
@@ -145,12 +155,13 @@ class Reproduction:
         command = [sys.executable, "-m", "salova.data.synth", "--preset", "small", "--out", str(self.data),
                    "--seed", str(self.seed), "--quiet"]  # fmt: skip
         self.step("corpus", command, self.data, self.data / "manifest.json")
-        questions = self.data / "train" / STAGE_DATA["sft"]
-        low, high = QUESTIONS_PER_RECORD
-        command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
-                   str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
-                   "--router-questions", str(ROUTER_QUESTIONS), "--out", str(questions)]  # fmt: skip
-        self.step("stage-2 questions", command, self.data, questions)
+        for phase in STAGE2_PHASES:
+            questions = self.data / "train" / STAGE_DATA[phase]
+            low, high = QUESTIONS_PER_RECORD
+            command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
+                       str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
+                       "--router-questions", str(ROUTER_QUESTIONS[phase]), "--out", str(questions)]  # fmt: skip
+            self.step(f"{phase} questions", command, self.data, questions)
 
     def stage(self, variant: str, stage: str, init_from: Path | None, extra: dict | None = None) -> Path:
         """Train one stage of `variant` into OUT/variant/stage; `extra` are more recipe overrides,
@@ -162,17 +173,24 @@ class Reproduction:
         if stage == "pretrain":
             overrides["image_folder"] = train
         recipe = RECIPES / STAGE_RECIPES[stage]
+        trainer_stage = "sft" if stage in STAGE2_PHASES else stage
         launcher, processes = [sys.executable], 1
-        if stage == "sft" and self.stage2_processes > 1:
+        if trainer_stage == "sft" and self.stage2_processes > 1:
             processes = self.stage2_processes
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node", str(processes)]  # fmt: skip
             overrides["gradient_accumulation_steps"] = accumulation_per_process(recipe, processes)
         overrides.update(extra or {})
-        command = [*launcher, "-m", "training.train", "--stage", stage, "--recipe", str(recipe),
+        command = [*launcher, "-m", "training.train", "--stage", trainer_stage, "--recipe", str(recipe),
                    *(f"{k}={v}" for k, v in overrides.items())]  # fmt: skip
         self.step(f"train {variant} {stage}", command, output, output / "final" / "config.json", processes)
         return output / "final"
+
+    def stage2(self, variant: str, init_from: Path) -> Path:
+        """Stage 2's phases of `variant`, the first from `init_from`; returns the last one's final folder."""
+        for phase in STAGE2_PHASES:
+            init_from = self.stage(variant, phase, init_from)
+        return init_from
 
     def variant_checkpoint(self, name: str, source: Path, **config) -> Path:
         """A copy of `source` whose config.json has `config` changed (the ablation knobs)."""
@@ -196,7 +214,7 @@ class Reproduction:
 
 
 def accumulation_per_process(recipe: Path, processes: int) -> int:
-    """The accumulation steps that keep the recipe's samples per optimizer step over `processes`."""
+    """The accumulation steps that keep the stage-2 recipe's samples per optimizer step over `processes`."""
     accumulation = load_recipe(recipe, "sft").gradient_accumulation_steps
     if accumulation % processes:
         raise SystemExit(f"[reproduce] --stage2-processes {processes}: {recipe.name} accumulates "
@@ -228,20 +246,20 @@ def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: s
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
     if "no-longvideo" in variants:
-        checkpoints["no-longvideo"] = run.stage("no-longvideo", "sft", pretrain)
+        checkpoints["no-longvideo"] = run.stage2("no-longvideo", pretrain)
     if set(variants) & {"full", "uniform", "focus-only", "fast-only"}:
         longvideo = run.stage("full", "longvideo", pretrain)
     if set(variants) & {"full", "uniform"}:
-        checkpoints["full"] = run.stage("full", "sft", longvideo)
+        checkpoints["full"] = run.stage2("full", longvideo)
         checkpoints["uniform"] = run.variant_checkpoint("uniform", checkpoints["full"], focus_selection="uniform")
     if "full" in variants:
         run.evaluate("full", checkpoints["full"], MAIN_K, limit=None)  # the headline: every question
     if "focus-only" in variants:
         start = run.variant_checkpoint("focus-only-start", longvideo, use_fast=False)
-        checkpoints["focus-only"] = run.stage("focus-only", "sft", start)
+        checkpoints["focus-only"] = run.stage2("focus-only", start)
     if "fast-only" in variants:
         start = run.variant_checkpoint("fast-only-start", longvideo, use_focus=False)
-        checkpoints["fast-only"] = run.stage("fast-only", "sft", start)
+        checkpoints["fast-only"] = run.stage2("fast-only", start)
     for name in variants:
         if name != "full":
             run.evaluate(name, checkpoints[name], MAIN_K, limit=ablation_limit)
