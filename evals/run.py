@@ -9,7 +9,8 @@ lmms-eval runs in this process with our model instance and our task YAMLs
 
 - defaults that work with nothing given: no data -> the built-in synthetic demo
   sets (NOT the real benchmarks, and the banner says so); no checkpoint -> the
-  built-in demo checkpoint (evals/demo_checkpoint.py);
+  built-in demo checkpoint (evals/demo_checkpoint.py), whose options are scored by
+  likelihood unless --answer-by says otherwise (it answers in words, not letters);
 - start-up checks that fail with a message saying what to do (unknown task,
   data root without the expected files, missing checkpoint);
 - per-sample resume: answers go to <output>/samples.jsonl as they are produced,
@@ -102,9 +103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--answer-by",
         choices=ANSWER_BY,
-        default="generate",
-        help="generate: the model writes its reply and the task parses the letter (default); likelihood: "
-        "each option's text is scored as the whole reply and the most likely option's letter is the answer",
+        help="generate: the model writes its reply and the task parses the letter (default with --checkpoint); "
+        "likelihood: each option's text is scored as the whole reply and the most likely option's letter is the "
+        "answer (default for the built-in demo checkpoint, which is trained on open answers)",
     )
     parser.add_argument(
         "--output",
@@ -188,6 +189,14 @@ def resolve_checkpoint(given: str | None) -> tuple[Path, bool]:
     from evals.demo_checkpoint import demo_checkpoint
 
     return demo_checkpoint(), True
+
+
+def answer_mode(given: str | None, demo_checkpoint: bool) -> str:
+    """--answer-by, or its default: likelihood for the built-in demo checkpoint (the `small` recipe
+    answers open questions in words and does not write option letters; docs/results.md), else generate."""
+    if given:
+        return given
+    return "likelihood" if demo_checkpoint else "generate"
 
 
 def default_output(args, checkpoint: Path, root: Path, plans: list[TaskPlan]) -> Path:
@@ -341,6 +350,7 @@ def _run(args, rank: int, world: int) -> int:
     root, demo_data = rank0_first(rank, world, lambda: resolve_data_root(args.data_root, rank))
     plans = plan_tasks(args.tasks, root, rank)
     checkpoint, demo_checkpoint = rank0_first(rank, world, lambda: resolve_checkpoint(args.checkpoint))
+    args.answer_by = answer_mode(args.answer_by, demo_checkpoint)
     output = Path(args.output) if args.output else default_output(args, checkpoint, root, plans)
     output = output.expanduser().resolve()
     os.environ[DATA_ROOT_ENV] = str(root)
@@ -351,7 +361,7 @@ def _run(args, rank: int, world: int) -> int:
         write_task_yamls(plans, output / "tasks")
         previous = len(SampleLog(output / "samples.jsonl").answered)
         print(
-            f"evals.run: run folder {output}"
+            f"evals.run: run folder {output}; answers by {args.answer_by}"
             + (f" (resuming: {previous} answers on file)" if previous else ""),
             flush=True,
         )

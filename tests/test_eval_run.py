@@ -136,6 +136,21 @@ def test_without_a_data_root_the_synthetic_demo_sets_are_used_and_labelled(
     assert "NOT the real benchmarks" in (tmp_path / "run" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("given, expected", [(None, "likelihood"), ("generate", "generate")])
+def test_the_demo_checkpoint_answers_by_likelihood_unless_told_otherwise(
+    ci_root, checkpoint, tmp_path, monkeypatch, given, expected
+):
+    monkeypatch.setattr("evals.demo_checkpoint.demo_checkpoint", lambda: checkpoint)
+    output = tmp_path / "run"
+    args = ["--tasks", "videomme", "--limit", "1", "--data-root", str(ci_root), "--output", str(output),
+            "--cache-dir", str(tmp_path / "features"), "--max-new-tokens", "2"]  # fmt: skip
+    assert main(args + (["--answer-by", given] if given else [])) == 0
+    results = json.loads((output / "results.json").read_text())
+    assert results["settings"]["answer_by"] == expected and results["settings"]["checkpoint"]["demo"] is True
+    rows = read_records(output / "samples.jsonl")
+    assert ("option_scores" in rows[0]) == (expected == "likelihood")
+
+
 # -- one run: the results folder ----------------------------------------------------------
 
 
