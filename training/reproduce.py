@@ -155,9 +155,9 @@ class Reproduction:
         command = [sys.executable, "-m", "salova.data.synth", "--preset", "small", "--out", str(self.data),
                    "--seed", str(self.seed), "--quiet"]  # fmt: skip
         self.step("corpus", command, self.data, self.data / "manifest.json")
+        low, high = QUESTIONS_PER_RECORD
         for phase in STAGE2_PHASES:
             questions = self.data / "train" / STAGE_DATA[phase]
-            low, high = QUESTIONS_PER_RECORD
             command = [sys.executable, "-m", "salova.data.more_questions", str(self.data), "--repeats",
                        str(QUESTION_REPEATS), "--seed", str(QUESTION_SEED), "--questions", str(low), str(high),
                        "--router-questions", str(ROUTER_QUESTIONS[phase]), "--out", str(questions)]  # fmt: skip
