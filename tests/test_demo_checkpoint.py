@@ -15,6 +15,9 @@ from training import reproduce
 # What the demo (and training.reproduce) set per stage; every other key comes from the recipe file.
 RUN_KEYS = {"data_path", "image_folder", "video_folder", "output_dir", "seed", "init_from", "max_steps"}
 STEPS = {"pretrain": 2, "longvideo": 2, "sft": 2, "sft-reading": 2}
+# The recipe as each stage's trainer saved it: both stage-2 phases run `training.train --stage sft`.
+USED_RECIPE = {"pretrain": "recipe-pretrain.yaml", "longvideo": "recipe-longvideo.yaml", "sft": "recipe-sft.yaml",
+               "sft-reading": "recipe-sft.yaml"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def test_final_folder_is_the_small_model_after_stage_2(built):
 def test_each_stage_runs_its_recipe_file_with_only_run_keys_changed(built, stage):
     folder, _ = built
     recipe_file = yaml.safe_load((reproduce.RECIPES / reproduce.STAGE_RECIPES[stage]).read_text())
-    used = yaml.safe_load((folder / "full" / stage / f"recipe-{trainer_stage(stage)}.yaml").read_text())
+    used = yaml.safe_load((folder / "full" / stage / USED_RECIPE[stage]).read_text())
     for key, value in recipe_file.items():
         if key not in RUN_KEYS:
             assert used[key] == value, key
@@ -49,13 +52,9 @@ def test_each_stage_runs_its_recipe_file_with_only_run_keys_changed(built, stage
     assert [entry["step"] for entry in log if "step" in entry][-1] == STEPS[stage]
 
 
-def trainer_stage(stage: str) -> str:
-    return "sft" if stage in reproduce.STAGE2_PHASES else stage
-
-
 def test_stages_chain_and_stage_2_reads_the_generated_questions(built):
     folder, _ = built
-    used = {stage: yaml.safe_load((folder / "full" / stage / f"recipe-{trainer_stage(stage)}.yaml").read_text())
+    used = {stage: yaml.safe_load((folder / "full" / stage / USED_RECIPE[stage]).read_text())
             for stage in STEPS}  # fmt: skip
     assert used["pretrain"]["init_from"] is None
     assert Path(used["longvideo"]["init_from"]) == folder / "full" / "pretrain" / "final"
