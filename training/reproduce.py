@@ -279,7 +279,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tasks", default=TASKS, help="evals.run tasks")
     parser.add_argument("--ablation-limit", type=int, default=None,
                         help="questions per task for the variants and the other K (default: all); "
-                             "the full model at K=5 always answers every question")
+                             f"the full model at K = {MAIN_K} always answers every question")
     parser.add_argument("--answer-by", choices=ANSWER_BY, default="likelihood",
                         help="how evals.run answers the multiple-choice questions (evals/options.py)")
     parser.add_argument("--stage2-processes", type=int, default=STAGE2_PROCESSES,
