@@ -10,9 +10,20 @@ or two away from the true cut.
 
 Answers by likelihood also record the options the question itself names (evals.options.named_options),
 so a report can count the wrong answers that choose one of them.
+
+Generated answers are checked for the reply format the prompts ask for: a reply that does not start
+with an option letter ("Blue." rather than "B.") is scored by the task's parser anyway, which reads
+letters out of words (lmms-eval's takes "Blue." for B), so a score near chance can hide a model
+that never answered the question asked (`letterless_replies`, `letterless_warning`).
 """
 
 from __future__ import annotations
+
+import re
+
+# "B", "B.", "(B) red", "B: red", "B) red", "B red": the reply opens with the letter alone.
+LETTER_REPLY = re.compile(r"^\s*\(?[A-H](?:[.:)\]]|\s|$)")
+LETTERLESS_WARN_SHARE = 0.5  # warn when more than this share of a task's replies has no letter
 
 
 def covers(scene: tuple[float, float], span: tuple[float, float]) -> bool:
@@ -53,3 +64,23 @@ def named_option_split(rows: list[dict]) -> dict | None:
     copied = sum(not r.get("correct") and r.get("pred") in r["named_options"] for r in naming)
     accuracy = 100.0 * sum(bool(r.get("correct")) for r in naming) / len(naming) if naming else None
     return {"recorded": len(recorded), "n": len(naming), "accuracy": accuracy, "wrong_with_named_option": copied}
+
+
+def letterless_replies(rows: list[dict]) -> dict | None:
+    """Over the rows with a reply (no failure): how many do not open with an option letter, and up
+    to three such replies as examples. None when no row has a reply."""
+    replies = [str(r.get("answer") or "") for r in rows if not r.get("failure")]
+    if not replies:
+        return None
+    letterless = [reply for reply in replies if not LETTER_REPLY.match(reply)]
+    return {"n": len(replies), "letterless": len(letterless), "examples": list(dict.fromkeys(letterless))[:3]}
+
+
+def letterless_warning(task: str, counts: dict | None) -> str | None:
+    """One line for the end of a run when most of `task`'s generated replies name no option letter."""
+    if not counts or counts["letterless"] <= LETTERLESS_WARN_SHARE * counts["n"]:
+        return None
+    examples = ", ".join(repr(e) for e in counts["examples"])
+    return (f"evals.run: warning: {counts['letterless']} of {counts['n']} {task} replies do not start with an "
+            f"option letter (e.g. {examples}); the task's parser still reads a letter from some of them, so its "
+            f"score says little. Answer by option likelihood (--answer-by likelihood) to score what the model knows.")

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 from pathlib import Path
 
-from evals.diagnostics import router_recall
+from evals.diagnostics import letterless_replies, router_recall
 from evals.lmms_model import decoding_settings
 from evals.provenance import file_digest, folder_digest, git_state, package_versions
 from evals.sample_log import read_records
@@ -66,6 +66,8 @@ def collect(*, results, model, plans, checkpoint, data_root, demo, args, model_c
         scores["benchmark"] = plan.benchmark
         scores["lmms_eval"] = lmms_eval_headline(results["results"].get(plan.name, {}))
         scores["router"] = router_recall(this_task)
+        if model.answer_by == "generate":
+            scores["replies"] = letterless_replies(this_task)
         scores["failures"] = [
             {"doc_id": r["doc_id"], "video": r.get("video"), "failure": r["failure"]}
             for r in this_task

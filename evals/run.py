@@ -47,6 +47,7 @@ from evals.benchmarks import (
     resolve_task,
     video_folder,
 )
+from evals.diagnostics import letterless_warning
 from evals.options import ANSWER_BY
 from evals.sample_log import SampleLog, settings_hash
 from salova.errors import CheckpointError, ConfigError, SalovaError
@@ -388,6 +389,10 @@ def _run(args, rank: int, world: int) -> int:
         )
     report.write_run_folder(output, run)
     print(report.summary_text(run), flush=True)
+    for task, scores in run["tasks"].items():
+        warning = letterless_warning(task, scores.get("replies"))
+        if warning:
+            print(warning, flush=True)
     if demo_data:
         print("(synthetic demo data: not the real benchmarks)", flush=True)
     print(f"evals.run: results in {output}", flush=True)

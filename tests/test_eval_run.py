@@ -170,6 +170,10 @@ def test_results_folder_holds_scores_samples_and_every_knob(reference, ci_root, 
             100 * sum(r["correct"] for r in task_rows) / len(task_rows)
         )
         assert scored["router"]["n"] == LIMIT  # synthetic sets know the answer scene
+        opens_with_letter = [r["answer"].lstrip(" (")[:1] in "ABCDEFGH" and r["answer"].lstrip(" (")[:1] != ""
+                             and not r["answer"].lstrip(" (")[1:2].isalnum() for r in task_rows]  # fmt: skip
+        assert scored["replies"]["n"] == LIMIT  # generated replies are checked for a letter
+        assert scored["replies"]["letterless"] == opens_with_letter.count(False)
     # lmms-eval's own number agrees with ours (Video-MME in %, LongVideoBench as a fraction)
     assert results["tasks"]["videomme_salova"]["lmms_eval"]["videomme_perception_score"] == pytest.approx(
         results["tasks"]["videomme_salova"]["score"])  # fmt: skip

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from lmms_eval.tasks.mlvu import utils as mlvu
 from lmms_eval.tasks.videomme import utils as videomme
 
-from evals.diagnostics import covers, router_recall
+from evals.diagnostics import covers, letterless_replies, letterless_warning, router_recall
 from evals.scoring import FAMILIES, MLVU_DEV_TYPES, sample_row, score_task
 
 try:  # lmms-eval 0.7.3 imports decord at the top of its LongVideoBench module
@@ -174,3 +174,36 @@ def test_router_recall_at_1_and_k():
         "recall@K": pytest.approx(200 / 3),
     }
     assert router_recall(rows[3:]) is None
+
+
+# -- generated replies without an option letter ----------------------------------------
+
+
+@given(letter=st.sampled_from("ABCDEFGH"), opening=st.sampled_from(["", " ", "("]),
+       rest=st.sampled_from(["", ".", ":", ")", ". red", ") a dog", " red circle"]))  # fmt: skip
+def test_a_reply_opening_with_a_letter_alone_is_lettered(letter, opening, rest):
+    counts = letterless_replies([{"answer": opening + letter + rest}])
+    assert counts["letterless"] == 0 and counts["n"] == 1
+
+
+@pytest.mark.parametrize("word", ["Blue.", "Black", "Cyan.", "Every frame", "", "  Dog"])
+def test_a_word_reply_is_letterless_even_where_lmms_eval_reads_a_letter_in_it(word):
+    assert letterless_replies([{"answer": word}])["letterless"] == 1
+    if word == "Blue.":  # why the check exists: the task's parser scores this reply as option B
+        assert videomme.extract_characters_regex(word) == "B"
+
+
+def test_letterless_counts_skip_failed_samples_and_keep_three_distinct_examples():
+    rows = [{"answer": a} for a in ["Red.", "Red.", "B", "Gray.", "Cyan.", "Blue."]]
+    rows.append({"answer": "", "failure": "video missing"})
+    counts = letterless_replies(rows)
+    assert counts == {"n": 6, "letterless": 5, "examples": ["Red.", "Gray.", "Cyan."]}
+    assert letterless_replies([{"answer": "", "failure": "video missing"}]) is None
+
+
+def test_letterless_warning_only_when_most_replies_have_no_letter():
+    assert letterless_warning("mlvu_dev_salova", {"n": 4, "letterless": 2, "examples": ["Red."]}) is None
+    assert letterless_warning("mlvu_dev_salova", None) is None
+    line = letterless_warning("mlvu_dev_salova", {"n": 4, "letterless": 3, "examples": ["Red.", "Blue."]})
+    assert "3 of 4 mlvu_dev_salova replies" in line and "'Red.', 'Blue.'" in line
+    assert "--answer-by likelihood" in line
