@@ -27,9 +27,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from evals import cache_root, source_digest
+from evals import cache_root
 from evals.sample_log import settings_hash
 from salova.errors import CheckpointError
+from salova.sources import source_digest
 
 CORPUS_PRESET, CORPUS_SEED = "small", 0
 # The `small` corpus, cut down: no held-out sets or haystacks (the demo sets are evals/demo_data.py's).

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from evals import source_digest
 from evals.sample_log import settings_hash
+from salova.sources import source_digest
 
 PRESET, SEED = "demo", 0
 

@@ -32,6 +32,7 @@ from salova.data.video import SamplerSettings, decode_video
 from salova.errors import VideoError
 from salova.likelihood import answer_loglikelihoods
 from salova.modeling.salova import SceneFeatures
+from salova.sources import feature_code_digest
 
 CACHE_FORMAT = 1
 
@@ -114,6 +115,7 @@ class VideoIndex:
     def cache_path(self, path: Path, scenes) -> Path:
         key = {
             "format": CACHE_FORMAT,
+            "code": feature_code_digest(),
             "file": file_digest(path),
             "sampler": dataclasses.asdict(self.sampler),
             "scenes": scenes,

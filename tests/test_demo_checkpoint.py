@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from evals import demo_checkpoint as demo
-from evals import source_digest
+from salova.sources import source_digest
 from training import reproduce
 
 # What the demo (and training.reproduce) set per stage; every other key comes from the recipe file.

@@ -80,6 +80,23 @@ def test_key_changes_with_weights_and_sampler(index, ci_corpus):
     assert index.cache_path(video, None) != before
 
 
+def test_key_changes_with_the_code_that_computes_features(index, ci_corpus, monkeypatch):
+    import salova.index
+
+    video = first_video(ci_corpus)
+    before = index.cache_path(video, None)
+    assert index.cache_path(video, None) == before  # same code, same key
+    monkeypatch.setattr(salova.index, "feature_code_digest", lambda: "another connector.py")
+    assert index.cache_path(video, None) != before
+
+
+def test_feature_code_digest_covers_the_towers_and_the_decoder():
+    from salova.sources import feature_code_digest, source_digest
+
+    assert feature_code_digest() == source_digest("salova.data", "salova.modeling")
+    assert feature_code_digest() not in {source_digest("salova.data"), source_digest("salova.modeling")}
+
+
 def test_missing_video_names_the_file(index, tmp_path):
     missing = tmp_path / "nope.mp4"
     with pytest.raises(VideoError, match="nope.mp4"):
