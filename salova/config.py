@@ -15,6 +15,7 @@ import math
 from transformers import PretrainedConfig
 
 from salova.errors import ConfigError
+from salova.tokenizer import OFFLINE_TOKENIZERS, WORD_VOCAB_SIZE
 
 TOWER_FAMILIES = ("siglip", "clip")
 LLM_TYPES = ("llama", "qwen2", "phi3")
@@ -114,7 +115,8 @@ TINY_LLM = dict(
 
 # Between `tiny` and the paper: 128-wide towers and LLM, 48-pixel frames, 9 pooled patches per
 # frame, 16 local tokens per scene. All three stages train on a 2-core CPU in about half an
-# hour (training/recipes/small-*.yaml, training/reproduce.py). Byte tokenizer, as `tiny`.
+# hour (training/recipes/small-*.yaml, training/reproduce.py). Its tokenizer has `tiny`'s byte ids
+# and a token for each word of the synthetic corpus (salova/tokenizer.py: word_tokenizer).
 SMALL_MAX_TEXT_PE = 256
 
 SMALL_VISION = dict(
@@ -123,11 +125,11 @@ SMALL_VISION = dict(
 )
 SMALL_TEXT = dict(
     hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-    vocab_size=TINY_VOCAB, max_position_embeddings=SMALL_MAX_TEXT_PE, projection_size=128,
+    vocab_size=WORD_VOCAB_SIZE, max_position_embeddings=SMALL_MAX_TEXT_PE, projection_size=128,
     bos_token_id=TINY_ENDOFTEXT, eos_token_id=TINY_IM_END, pad_token_id=TINY_PAD,
 )
 SMALL_LLM = dict(
-    model_type="llama", vocab_size=TINY_VOCAB, hidden_size=128, intermediate_size=256,
+    model_type="llama", vocab_size=WORD_VOCAB_SIZE, hidden_size=128, intermediate_size=256,
     num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
     tie_word_embeddings=True, bos_token_id=TINY_ENDOFTEXT, eos_token_id=TINY_IM_END, pad_token_id=TINY_PAD,
 )
@@ -163,7 +165,7 @@ PRESETS: dict[str, dict] = {
         vision_config=SMALL_VISION, text_config=SMALL_TEXT, llm_config=SMALL_LLM,
         vision_feature_layer=-1, pool_grid=3, connector_latents=16, connector_dim_head=32,
         connector_max_frames=256, router_ffn_dim=128, router_max_scenes=256, max_text_pe=SMALL_MAX_TEXT_PE,
-        focus_k=5, chat_template="qwen2.5", frame_chunk=64, in_batch_loss="infonce",
+        focus_k=5, chat_template="qwen2.5", frame_chunk=64, in_batch_loss="infonce", offline_tokenizer="words",
     ),
 }
 DEFAULT_PRESET = "qwen2.5-7b-siglip"
@@ -214,6 +216,7 @@ class SalovaConfig(PretrainedConfig):
         fps: float = 1.0,
         frame_chunk: int = 32,
         image_token_index: int = -200,
+        offline_tokenizer: str = "bytes",
         **kwargs,
     ):
         default = PRESETS[DEFAULT_PRESET]
@@ -255,6 +258,7 @@ class SalovaConfig(PretrainedConfig):
         self.fps = fps
         self.frame_chunk = frame_chunk
         self.image_token_index = image_token_index
+        self.offline_tokenizer = offline_tokenizer
         # transformers 4.x ties the wrapped LLM's embeddings by the outer config's flag: mirror the LLM's own
         kwargs["tie_word_embeddings"] = bool(self.llm_config.get("tie_word_embeddings", True))
         super().__init__(**kwargs)
@@ -310,6 +314,7 @@ class SalovaConfig(PretrainedConfig):
         _check_choice("focus_selection", self.focus_selection, FOCUS_SELECTIONS)
         _check_choice("in_batch_loss", self.in_batch_loss, IN_BATCH_LOSSES)
         _check_choice("scene_loss", self.scene_loss, SCENE_LOSSES)
+        _check_choice("offline_tokenizer", self.offline_tokenizer, OFFLINE_TOKENIZERS)
         _check_choice("llm_config.model_type", self.llm_config.get("model_type"), LLM_TYPES)
         for name in ("vision_config", "text_config", "llm_config"):
             _check_heads(name, getattr(self, name))

@@ -21,7 +21,7 @@ from salova.chat import IMAGE, get_template
 from salova.config import SalovaConfig
 from salova.errors import CheckpointError, RecordError
 from salova.modeling.focusfast import IGNORE_INDEX
-from salova.tokenizer import byte_tokenizer
+from salova.tokenizer import offline_tokenizer
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 TOKENIZER_DIR, TEXT_TOKENIZER_DIR = "tokenizer", "text_tokenizer"
@@ -37,9 +37,10 @@ class SalovaProcessor:
 
     @classmethod
     def for_config(cls, config: SalovaConfig) -> SalovaProcessor:
-        """The byte tokenizer for the tiny preset (no `llm` named), else the pretrained tokenizers."""
+        """The offline tokenizer of `config.offline_tokenizer` (bytes for `tiny`, words for `small`)
+        when no pretrained LLM is named, else the pretrained tokenizers."""
         if config.llm is None:
-            return cls(byte_tokenizer(), byte_tokenizer(), config)
+            return cls(offline_tokenizer(config.offline_tokenizer), offline_tokenizer(config.offline_tokenizer), config)
         return cls(AutoTokenizer.from_pretrained(config.llm), AutoTokenizer.from_pretrained(config.vision_tower),
                    config)
 
