@@ -28,7 +28,7 @@ SPECIAL_TOKENS = (
 
 # Every word of the `small` corpus's captions, questions, options and answers (salova.data.synth,
 # salova.data.more_questions; tests/test_tokenizer.py checks the corpus writes no other), the
-# motion words and labels of the other presets' captions, and the chat templates' role names.
+# motion words of the other presets' captions, and the chat templates' role and system-prompt words.
 SYNTHETIC_WORDS = (
     "A", "Answer", "B", "Based", "Black", "Blue", "Brown", "C", "Consider", "Cyan", "D", "Describe",
     "During", "E", "For", "From", "Give", "Gray", "Green", "I", "In", "Inside", "Look", "Magenta",
@@ -44,10 +44,6 @@ SYNTHETIC_WORDS = (
     "triangle", "up", "used", "user", "video", "what", "which", "white", "with", "within", "yellow",
     "You", "are", "helpful",
 )
-
-# 270 ids of byte_tokenizer, then both forms of each word but the one-letter words' bare form.
-WORD_VOCAB_SIZE = 270 + sum(1 if len(word.encode()) == 1 else 2 for word in SYNTHETIC_WORDS)
-OFFLINE_TOKENIZERS = ("bytes", "words")
 
 
 def byte_to_symbol() -> dict[int, str]:
@@ -75,11 +71,15 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
 def word_tokenizer() -> PreTrainedTokenizerFast:
     """`byte_tokenizer`'s ids, then each of `SYNTHETIC_WORDS` alone and after a space, in order
     (a one-letter word alone is already its byte)."""
+    return _fast_tokenizer(_word_vocab(), split_words=True)
+
+
+def _word_vocab() -> dict[str, int]:
     vocab, symbols = _base_vocab(), byte_to_symbol()
     for word in SYNTHETIC_WORDS:
         for form in (word, " " + word):
             vocab.setdefault("".join(symbols[b] for b in form.encode()), len(vocab))
-    return _fast_tokenizer(vocab, split_words=True)
+    return vocab
 
 
 def _base_vocab() -> dict[str, int]:
@@ -105,6 +105,10 @@ def _fast_tokenizer(vocab: dict[str, int], split_words: bool) -> PreTrainedToken
     return tokenizer
 
 
+WORD_VOCAB_SIZE = len(_word_vocab())
+# The tokenizers a model with no pretrained LLM can use, by `SalovaConfig.offline_tokenizer`.
+OFFLINE_TOKENIZERS = {"bytes": byte_tokenizer, "words": word_tokenizer}
+
+
 def offline_tokenizer(name: str) -> PreTrainedTokenizerFast:
-    """The tokenizer a model with no pretrained LLM uses (`SalovaConfig.offline_tokenizer`)."""
-    return {"bytes": byte_tokenizer, "words": word_tokenizer}[name]()
+    return OFFLINE_TOKENIZERS[name]()
