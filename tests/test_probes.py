@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from salova.data import synth
-from training.probes import open_answer, text_mc
+from salova.tokenizer import SYNTHETIC_WORDS, byte_tokenizer, word_tokenizer
+from training.probes import caption_probe, open_answer, text_mc
 
 
 def test_open_question_is_the_held_out_phrasing_without_options():
@@ -25,6 +26,26 @@ def test_detected_scene_is_the_one_overlapping_the_answer_span_most():
     assert open_answer.detected_scene(indexed, (9.5, 12.0)) == 1
     assert open_answer.detected_scene(indexed, (11.0, 20.0)) == 2
     assert open_answer.detected_scene(indexed, (0.0, 9.0)) == 0
+
+
+@pytest.mark.parametrize("perceivable_only", [True, False])
+def test_caption_probe_finds_the_token_that_starts_each_attribute_word_with_either_tokenizer(perceivable_only):
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        look = {a: str(rng.choice(values)) for a, values in synth.VOCABULARY.items()}
+        look["shape_color"] = str(rng.choice([c for c in synth.COLORS if c != look["background"]]))
+        if perceivable_only:
+            look["label"] = synth.UNLABELLED[0]
+        caption = synth.caption(look, perceivable_only)
+        words = {a: synth.attribute_text(a, look[a]).split()[0] for a in caption_probe.word_starts(caption, look)}
+        assert set(words) >= {"shape_color", "shape", "background"}
+        for tokenizer, whole_words in ((word_tokenizer(), True), (byte_tokenizer(), False)):
+            ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
+            for attribute, index in caption_probe.word_token_positions(tokenizer, caption, look).items():
+                token, word = tokenizer.decode([ids[index]]).strip(), words[attribute]
+                # a listed word is one token of the word tokenizer; any other word starts with its first byte
+                expected = word if whole_words and word in SYNTHETIC_WORDS else word[0]
+                assert token == expected, (caption, attribute)
 
 
 def test_text_mc_letter_statement_states_the_correct_letter():

@@ -1,13 +1,14 @@
-"""Does the LLM read the video? Teacher-forced caption bytes with a clip's own video vs another
+"""Does the LLM read the video? Teacher-forced caption tokens with a clip's own video vs another
 clip's video, on fresh single-scene clips the model never trained on.
 
     python -m training.probes.caption_probe CKPT [--clips 64] [--seed 99] [--all-attributes]
 
 Writes --clips new stage-1 clips (salova.data.synth, a corpus of clips only, seed --seed; the
 `small` corpus's kind unless --all-attributes) to a temporary folder, feeds each caption
-teacher-forced as stage 1 does, and counts how often the LLM's arg-max at the first byte of
+teacher-forced as stage 1 does, and counts how often the LLM's arg-max at the first token of
 each attribute word (shape colour, shape, background; with --all-attributes also motion and
-label) is that byte, once with the clip's own visual tokens and once with the next clip's.
+label) is that token (its first byte with the byte tokenizer, the whole word with the `small`
+preset's word tokenizer), once with the clip's own visual tokens and once with the next clip's.
 Equal accuracies mean the LLM guesses from the text prior and ignores the video.
 """
 
@@ -28,7 +29,7 @@ from salova.processing import SalovaProcessor
 
 
 def word_starts(caption: str, scene: dict) -> dict[str, int]:
-    """Byte offset of the first byte of each attribute's word in the caption (absent ones left out)."""
+    """Character offset of each attribute's word in the caption (absent ones left out)."""
     starts = {"shape_color": 2, "shape": 3 + len(scene["shape_color"]),
               "background": caption.index(f"{scene['background']} background")}  # fmt: skip
     motion = caption.find(synth.MOTION_PHRASES[scene["motion"]])
@@ -39,7 +40,14 @@ def word_starts(caption: str, scene: dict) -> dict[str, int]:
     return starts
 
 
-def first_byte_hits(model, collator, sample, features, caption: str, scene: dict) -> dict[str, bool]:
+def word_token_positions(tokenizer, caption: str, scene: dict) -> dict[str, int]:
+    """Index, among the caption's tokens, of the token that holds each attribute word's first character."""
+    offsets = tokenizer(caption, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+    return {attribute: next(i for i, (low, high) in enumerate(offsets) if low <= start < high)
+            for attribute, start in word_starts(caption, scene).items()}  # fmt: skip
+
+
+def first_token_hits(model, tokenizer, collator, sample, features, caption: str, scene: dict) -> dict[str, bool]:
     inputs, _ = collator([sample])
     inputs.pop("pixel_values")
     inputs.pop("frames_per_scene")
@@ -47,10 +55,13 @@ def first_byte_hits(model, collator, sample, features, caption: str, scene: dict
         logits = model(videos=[features], **inputs).logits[0]
     labels = inputs["labels"][0]
     offset = logits.shape[0] - labels.shape[0]  # the visual tokens spliced in before the text
-    answer = next(i for i in range(len(labels)) if labels[i] != -100)  # byte tokens: one per byte
+    answer = next(i for i in range(len(labels)) if labels[i] != -100)
+    caption_ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
+    if labels[answer : answer + len(caption_ids)].tolist() != caption_ids:
+        raise ValueError(f"caption {caption!r}: the sample's answer tokens are not the caption's tokens")
     hits = {}
-    for attribute, start in word_starts(caption, scene).items():
-        position = answer + len(caption[:start].encode())
+    for attribute, index in word_token_positions(tokenizer, caption, scene).items():
+        position = answer + index
         hits[attribute] = int(logits[position + offset - 1].argmax()) == int(labels[position])
     return hits
 
@@ -82,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             hits: dict[str, list[bool]] = {}
             for i, (sample, record, scene) in enumerate(zip(samples, dataset.records, scenes)):
                 other = features[(i + shift) % len(features)]
-                for attribute, hit in first_byte_hits(model, collator, sample, other, record.caption, scene).items():
+                found = first_token_hits(model, processor.tokenizer, collator, sample, other, record.caption, scene)
+                for attribute, hit in found.items():
                     hits.setdefault(attribute, []).append(hit)
             print(f"{args.checkpoint} {name}: " + ", ".join(f"{a} {np.mean(h):.2f}" for a, h in hits.items()), flush=True)
 
