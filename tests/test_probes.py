@@ -176,3 +176,17 @@ def test_role_probe_stops_with_a_clear_error_on_a_corpus_without_colour_question
         role_probe.main([str(tiny_checkpoint), "--data-root", str(tmp_path), "--cache", str(tmp_path / "cache")])
     assert stop.value.code == 2
     assert f"{tmp_path}: no held-out question asks one colour" in capsys.readouterr().err
+
+
+def test_caption_probe_mixes_one_clips_focus_tokens_with_the_next_clips_fast_token():
+    import torch
+
+    from salova.modeling.salova import SceneFeatures
+
+    features = [SceneFeatures(routing=torch.full((1, 4), float(i)), local=torch.full((1, 3, 4), 10.0 + i))
+                for i in range(3)]  # fmt: skip
+    inputs = caption_probe.probe_inputs(features, 2)
+    routing = {name: video.routing[0, 0].item() for name, video in inputs.items()}
+    local = {name: video.local[0, 0, 0].item() for name, video in inputs.items()}
+    assert routing == {"own video": 2, "other video": 0, "own Focus, other Fast": 0, "other Focus, own Fast": 2}
+    assert local == {"own video": 12, "other video": 10, "own Focus, other Fast": 12, "other Focus, own Fast": 10}

@@ -9,7 +9,10 @@ teacher-forced as stage 1 does, and counts how often the LLM's arg-max at the fi
 each attribute word (shape colour, shape, background; with --all-attributes also motion and
 label) is that token (its first byte with the byte tokenizer, the whole word with the `small`
 preset's word tokenizer), once with the clip's own visual tokens and once with the next clip's.
-Equal accuracies mean the LLM guesses from the text prior and ignores the video.
+Equal accuracies mean the LLM guesses from the text prior and ignores the video. Two more rows
+take the clip's Focus (local) tokens and its Fast (routing) token from different clips, which
+shows the pathway the LLM reads an attribute from: a long video has one routing token a scene,
+so a reading that needs the clip's own routing token does not carry over to long videos.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 from salova.data import synth
 from salova.data.collate import Collator, DataSettings, build_dataset
-from salova.modeling.salova import SalovaForCausalLM
+from salova.modeling.salova import SalovaForCausalLM, SceneFeatures
 from salova.processing import SalovaProcessor
 
 
@@ -66,6 +69,14 @@ def first_token_hits(model, tokenizer, collator, sample, features, caption: str,
     return hits
 
 
+def probe_inputs(features: list[SceneFeatures], i: int) -> dict[str, SceneFeatures]:
+    """The visual tokens clip i's caption is read with: its own, the next clip's, and the two mixes."""
+    own, other = features[i], features[(i + 1) % len(features)]
+    return {"own video": own, "other video": other,
+            "own Focus, other Fast": SceneFeatures(routing=other.routing, local=own.local),
+            "other Focus, own Fast": SceneFeatures(routing=own.routing, local=other.local)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.probes.caption_probe", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
@@ -89,14 +100,14 @@ def main(argv: list[str] | None = None) -> None:
             features = [model.encode_video(s["pixels"], s["frames_per_scene"]) for s in samples]
         scenes = [truth[f"train/{record.media.relative_to((root / 'train').resolve()).as_posix()}"]["scenes"][0]
                   for record in dataset.records]  # fmt: skip
-        for name, shift in (("own video", 0), ("other video", 1)):
-            hits: dict[str, list[bool]] = {}
-            for i, (sample, record, scene) in enumerate(zip(samples, dataset.records, scenes)):
-                other = features[(i + shift) % len(features)]
-                found = first_token_hits(model, processor.tokenizer, collator, sample, other, record.caption, scene)
+        hits: dict[str, dict[str, list[bool]]] = {}
+        for i, (sample, record, scene) in enumerate(zip(samples, dataset.records, scenes)):
+            for name, video in probe_inputs(features, i).items():
+                found = first_token_hits(model, processor.tokenizer, collator, sample, video, record.caption, scene)
                 for attribute, hit in found.items():
-                    hits.setdefault(attribute, []).append(hit)
-            print(f"{args.checkpoint} {name}: " + ", ".join(f"{a} {np.mean(h):.2f}" for a, h in hits.items()), flush=True)
+                    hits.setdefault(name, {}).setdefault(attribute, []).append(hit)
+        for name, by_attribute in hits.items():
+            print(f"{args.checkpoint} {name}: " + ", ".join(f"{a} {np.mean(h):.2f}" for a, h in by_attribute.items()))
 
 
 if __name__ == "__main__":
