@@ -1,6 +1,7 @@
 """Recipes, DeepSpeed configs and the start-up checks of a stage (no training here)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,23 @@ def test_init_from_must_be_a_saved_model(tmp_path):
     recipe = load_recipe(minimal(tmp_path, preset="tiny", init_from=str(tmp_path)), "sft")
     with pytest.raises(CheckpointError, match="not a save_pretrained folder"):
         build.model_and_processor(recipe, "recipe.yaml", dtype=None)
+
+
+@pytest.mark.parametrize("use_fast", [True, False, None])
+def test_use_fast_in_the_recipe_is_written_into_the_checkpoint_config(tmp_path, tiny_checkpoint, use_fast):
+    """Stage 1 may train without the Fast tokens and stage 1.5 switch them back on; unset keeps the checkpoint's."""
+    source = SalovaConfig.from_pretrained(tiny_checkpoint)
+    source.use_fast = not use_fast if use_fast is not None else False
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "start")
+    source.save_pretrained(folder)
+    extra = {} if use_fast is None else {"use_fast": use_fast}
+    recipe = load_recipe(minimal(tmp_path, preset="tiny", init_from=str(folder), **extra), "longvideo")
+    model, _ = build.model_and_processor(recipe, "recipe.yaml", dtype=None)
+    assert model.config.use_fast is (source.use_fast if use_fast is None else use_fast)
+    model.save_pretrained(tmp_path / "saved")
+    assert SalovaConfig.from_pretrained(tmp_path / "saved").use_fast is model.config.use_fast
+
+
+def test_use_fast_must_be_a_boolean(tmp_path):
+    with pytest.raises(ConfigError, match="recipe key 'use_fast' = 'no' should be bool or null"):
+        load_recipe(minimal(tmp_path, use_fast="no"), "pretrain")

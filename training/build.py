@@ -7,7 +7,7 @@
   `vision_tower`) their weights are loaded, the connector, router and projector start fresh.
   The `tiny` preset names no component and is built from its config with the run's seed.
 
-The stage's training knobs (token drop, loss weight, margin term, Focus cap, queries) are
+The stage's training knobs (token drop, loss weight, margin term, Focus cap, queries, Fast tokens) are
 written into the model config, so the saved checkpoint records what it was trained with.
 """
 
@@ -81,4 +81,6 @@ def apply_stage_settings(config: SalovaConfig, recipe) -> None:
         config.focus_k = recipe.focus_k
     if recipe.max_queries is not None:
         config.max_queries = recipe.max_queries
+    if recipe.use_fast is not None:
+        config.use_fast = recipe.use_fast
     config.validate()

@@ -52,6 +52,9 @@ class Recipe:
     video_folder: str | None = None
     max_queries: int | None = None  # router queries per sample; None = the model config's (16)
     focus_k: int | None = None  # cap on the ground-truth Focus scenes; None = the model config's (5)
+    # whether the LLM sees the Fast (routing) tokens next to the Focus ones; None = the model config's.
+    # Saved with the checkpoint, so the next stage starts from it unless its recipe sets it too.
+    use_fast: bool | None = None
     model_max_length: int = 8192
     # ---- optimisation
     trainable: str | None = None  # "connectors" (stage 1) or "all"

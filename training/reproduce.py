@@ -22,7 +22,8 @@ Steps (each in its own process, so DeepSpeed's global state never leaks between 
      spaced over the video, no router; same Focus and Fast token counts)
    - `focus-only` / `fast-only`: stage 2 from the full stage-1.5 checkpoint with `use_fast` /
      `use_focus` switched off (the FocusFast ablation)
-   - `no-longvideo`: stage 2 straight from the stage-1 checkpoint (skipping stage 1.5)
+   - `no-longvideo`: stage 2 straight from the stage-1 checkpoint (skipping stage 1.5), with the
+     Fast tokens switched on as stage 1.5 does
 4. evaluation: `python -m evals.run --tasks ... --checkpoint CKPT --data-root OUT/data --k K
    --answer-by likelihood --output OUT/eval/<variant>-k<K>-likelihood`: first the full model at
    K = MAIN_K on every question, then the full model at the other K of --ks and the variants at
@@ -245,8 +246,9 @@ def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: s
     run.corpus()
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
-    if "no-longvideo" in variants:
-        checkpoints["no-longvideo"] = run.stage2("no-longvideo", pretrain)
+    if "no-longvideo" in variants:  # stage 1 trains without the Fast tokens (small-pretrain.yaml); stage 2 sees them
+        start = run.variant_checkpoint("no-longvideo-start", pretrain, use_fast=True)
+        checkpoints["no-longvideo"] = run.stage2("no-longvideo", start)
     if set(variants) & {"full", "uniform", "focus-only", "fast-only"}:
         longvideo = run.stage("full", "longvideo", pretrain)
     if set(variants) & {"full", "uniform"}:
