@@ -246,7 +246,7 @@ def reproduce(out: Path, seed: int, variants: list[str], ks: list[int], tasks: s
     run.corpus()
     pretrain = run.stage("full", "pretrain", None)
     checkpoints = {}
-    if "no-longvideo" in variants:  # stage 1 trains without the Fast tokens (small-pretrain.yaml); stage 2 sees them
+    if "no-longvideo" in variants:  # stage 2 sees the Fast tokens, as after stage 1.5, whatever stage 1 trained with
         start = run.variant_checkpoint("no-longvideo-start", pretrain, use_fast=True)
         checkpoints["no-longvideo"] = run.stage2("no-longvideo", start)
     if set(variants) & {"full", "uniform", "focus-only", "fast-only"}:
